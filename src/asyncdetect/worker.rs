@@ -1,0 +1,581 @@
+//! The inference thread and the two small mailboxes it shares with the streaming thread.
+//!
+//! The streaming thread offers frames through a one-slot mailbox (a newer frame replaces a waiting
+//! one) and reads the newest published result; it only ever takes these locks briefly. The worker
+//! owns the ONNX Runtime session, converts and scales each frame to the model's input, runs the
+//! model, filters, publishes the result and posts it on the bus. No lock is held while it works.
+
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst_video::prelude::*;
+
+use super::imp::CAT;
+use crate::detection::{Detection, DetectionFilter};
+use crate::engine::{Model, ModelOptions, ModelSource};
+use crate::labels::Labels;
+use crate::preprocess::ChannelOrder;
+
+/// A frame handed to the worker. Holding `buffer` keeps a reference to the frame's memory until
+/// the worker has converted it, which is why frames are only handed over when the worker will
+/// soon want one (see [`Shared::offer`]).
+pub struct Job {
+    pub buffer: gst::Buffer,
+    pub info: gst_video::VideoInfo,
+    pub seq: u64,
+    pub generation: u64,
+    pub filter: Arc<DetectionFilter>,
+}
+
+/// A finished inference.
+#[derive(Debug)]
+pub struct InferenceResult {
+    pub seq: u64,
+    /// Presentation timestamp of the frame the model saw.
+    pub frame_pts: Option<gst::ClockTime>,
+    pub detections: Vec<Detection>,
+}
+
+/// What the worker was told to load.
+pub struct WorkerConfig {
+    pub source: ModelSource,
+    pub labels: Labels,
+    pub options: ModelOptions,
+}
+
+#[derive(Default)]
+struct Mailbox {
+    pending: Option<Job>,
+    shutdown: bool,
+    /// When the job in progress started; `None` while the worker waits for one.
+    busy_since: Option<Instant>,
+    /// Smoothed time per job (conversion + inference), to predict when the worker will be free.
+    job_time: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Outcome {
+    latest: Option<Arc<InferenceResult>>,
+    /// Bumped on every flush; results of jobs from an older generation are dropped.
+    generation: u64,
+    /// The `seq` of the last job the worker finished (published or not).
+    finished_seq: u64,
+    flushing: bool,
+    failed: bool,
+    stopped: bool,
+}
+
+/// Counters behind the read-only properties. They survive stop/start until the next `start()`.
+#[derive(Default)]
+pub struct Statistics {
+    pub frames_in: AtomicU64,
+    pub frames_inferred: AtomicU64,
+    pub frames_skipped: AtomicU64,
+    /// Smoothed conversion + inference + decoding time, in nanoseconds.
+    pub inference_latency_ns: AtomicU64,
+    /// Smoothed colour conversion + scaling time, in nanoseconds.
+    pub preprocess_latency_ns: AtomicU64,
+    completions: Mutex<VecDeque<Instant>>,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+impl Statistics {
+    pub fn reset(&self) {
+        for counter in [
+            &self.frames_in,
+            &self.frames_inferred,
+            &self.frames_skipped,
+            &self.inference_latency_ns,
+            &self.preprocess_latency_ns,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        lock(&self.completions).clear();
+    }
+
+    /// Inferences finished per second over the last two seconds.
+    pub fn inference_fps(&self) -> f64 {
+        let mut completions = lock(&self.completions);
+        let now = Instant::now();
+        while completions
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+        {
+            completions.pop_front();
+        }
+        completions.len() as f64 / RATE_WINDOW.as_secs_f64()
+    }
+
+    fn record(&self, preprocess: Duration, total: Duration) {
+        self.frames_inferred.fetch_add(1, Ordering::Relaxed);
+        smooth(&self.inference_latency_ns, total);
+        smooth(&self.preprocess_latency_ns, preprocess);
+        lock(&self.completions).push_back(Instant::now());
+    }
+}
+
+fn smooth(target: &AtomicU64, sample: Duration) {
+    let sample = sample.as_nanos().min(u64::MAX as u128) as u64;
+    let previous = target.load(Ordering::Relaxed);
+    let next = if previous == 0 {
+        sample
+    } else {
+        (previous * 7 + sample) / 8
+    };
+    target.store(next, Ordering::Relaxed);
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the data is still usable
+/// and the panic has already been reported, so carry on rather than panic again.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the streaming thread learns when it waits for a result in sync mode.
+pub enum WaitOutcome {
+    Done(Option<Arc<InferenceResult>>),
+    Flushing,
+    Failed,
+}
+
+#[derive(Default)]
+pub struct Shared {
+    mailbox: Mutex<Mailbox>,
+    job_posted: Condvar,
+    outcome: Mutex<Outcome>,
+    result_published: Condvar,
+    pub stats: Arc<Statistics>,
+}
+
+impl Shared {
+    pub fn new(stats: Arc<Statistics>) -> Self {
+        Shared {
+            stats,
+            ..Default::default()
+        }
+    }
+
+    /// The current flush generation, to stamp jobs with.
+    pub fn generation(&self) -> u64 {
+        lock(&self.outcome).generation
+    }
+
+    /// Offers a frame in async mode. It goes into the slot if the worker is idle, if an older frame
+    /// waits there (it is replaced), or if the running job should end before the next frame arrives
+    /// (`frame_interval`). Otherwise the frame is not shared with the worker at all, so downstream
+    /// elements that write in place are not forced to copy it. Returns whether the frame was taken.
+    pub fn offer(&self, job: Job, frame_interval: Option<Duration>) -> bool {
+        let mut mailbox = lock(&self.mailbox);
+        if mailbox.shutdown {
+            return false;
+        }
+        let wanted_soon = match (mailbox.busy_since, mailbox.job_time, frame_interval) {
+            (None, _, _) => true,
+            (Some(since), Some(job_time), Some(interval)) => {
+                job_time.saturating_sub(since.elapsed()) <= interval + interval / 2
+            }
+            _ => true,
+        };
+        if mailbox.pending.is_none() && !wanted_soon {
+            drop(mailbox);
+            self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let replaced = mailbox.pending.replace(job);
+        drop(mailbox);
+        self.job_posted.notify_one();
+        if replaced.is_some() {
+            self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        // A replaced job's buffer is released here, after the lock.
+        drop(replaced);
+        true
+    }
+
+    /// Hands a frame over in sync mode and waits until the worker has processed it (or a flush,
+    /// failure or shutdown makes waiting pointless).
+    pub fn process_and_wait(&self, job: Job) -> WaitOutcome {
+        let seq = job.seq;
+        {
+            let mut mailbox = lock(&self.mailbox);
+            if mailbox.shutdown {
+                return WaitOutcome::Flushing;
+            }
+            mailbox.pending = Some(job);
+        }
+        self.job_posted.notify_one();
+        let mut outcome = lock(&self.outcome);
+        loop {
+            if outcome.flushing || outcome.stopped {
+                return WaitOutcome::Flushing;
+            }
+            if outcome.failed {
+                return WaitOutcome::Failed;
+            }
+            if outcome.finished_seq >= seq {
+                let latest = outcome.latest.clone().filter(|r| r.seq == seq);
+                return WaitOutcome::Done(latest);
+            }
+            outcome = self
+                .result_published
+                .wait(outcome)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The newest result, if any.
+    pub fn latest(&self) -> Option<Arc<InferenceResult>> {
+        lock(&self.outcome).latest.clone()
+    }
+
+    pub fn has_failed(&self) -> bool {
+        lock(&self.outcome).failed
+    }
+
+    /// FLUSH_START: forget results and the waiting frame; a sync-mode wait returns.
+    pub fn start_flush(&self) {
+        {
+            let mut outcome = lock(&self.outcome);
+            outcome.flushing = true;
+            outcome.generation += 1;
+            outcome.latest = None;
+        }
+        self.result_published.notify_all();
+        let dropped = lock(&self.mailbox).pending.take();
+        if dropped.is_some() {
+            self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// FLUSH_STOP: frames may flow again.
+    pub fn stop_flush(&self) {
+        lock(&self.outcome).flushing = false;
+    }
+
+    /// Asks the worker to finish; wakes everything that waits.
+    pub fn shut_down(&self) {
+        let dropped = {
+            let mut mailbox = lock(&self.mailbox);
+            mailbox.shutdown = true;
+            mailbox.pending.take()
+        };
+        drop(dropped);
+        self.job_posted.notify_all();
+        lock(&self.outcome).stopped = true;
+        self.result_published.notify_all();
+    }
+
+    fn next_job(&self) -> Option<Job> {
+        let mut mailbox = lock(&self.mailbox);
+        loop {
+            if mailbox.shutdown {
+                return None;
+            }
+            if let Some(job) = mailbox.pending.take() {
+                mailbox.busy_since = Some(Instant::now());
+                return Some(job);
+            }
+            mailbox = self.job_posted.wait(mailbox).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn job_done(&self, elapsed: Duration) {
+        let mut mailbox = lock(&self.mailbox);
+        mailbox.busy_since = None;
+        mailbox.job_time = Some(match mailbox.job_time {
+            Some(previous) => (previous * 7 + elapsed) / 8,
+            None => elapsed,
+        });
+    }
+
+    /// Publishes a result unless a flush happened since its frame was taken; always records that
+    /// the job finished so a sync-mode wait ends.
+    fn publish(&self, generation: u64, result: InferenceResult) -> bool {
+        let published = {
+            let mut outcome = lock(&self.outcome);
+            outcome.finished_seq = outcome.finished_seq.max(result.seq);
+            let current = outcome.generation == generation;
+            if current {
+                outcome.latest = Some(Arc::new(result));
+            }
+            current
+        };
+        self.result_published.notify_all();
+        published
+    }
+
+    fn fail(&self) {
+        lock(&self.outcome).failed = true;
+        self.result_published.notify_all();
+        let dropped = lock(&self.mailbox).pending.take();
+        drop(dropped);
+    }
+}
+
+/// Converts frames of one input format to the model's packed RGB/BGR input, reusing the converter
+/// and the output buffer while the input format stays the same.
+struct Preprocessor {
+    converter: Option<(
+        gst_video::VideoInfo,
+        gst_video::VideoConverter,
+        gst_video::VideoInfo,
+    )>,
+    out_format: gst_video::VideoFormat,
+    width: u32,
+    height: u32,
+}
+
+impl Preprocessor {
+    fn new(model: &Model) -> Self {
+        let input = model.input();
+        Preprocessor {
+            converter: None,
+            out_format: match input.channel_order {
+                ChannelOrder::Rgb => gst_video::VideoFormat::Rgb,
+                ChannelOrder::Bgr => gst_video::VideoFormat::Bgr,
+            },
+            width: input.width as u32,
+            height: input.height as u32,
+        }
+    }
+
+    /// Returns the converted frame (readable) and the stride of its rows.
+    fn convert(
+        &mut self,
+        job: Job,
+    ) -> Result<(gst_video::VideoFrame<gst_video::video_frame::Readable>, usize), String> {
+        let Job { buffer, info, .. } = job;
+        if self
+            .converter
+            .as_ref()
+            .is_none_or(|(in_info, _, _)| *in_info != info)
+        {
+            let out_info = gst_video::VideoInfo::builder(self.out_format, self.width, self.height)
+                .fps(info.fps())
+                .interlace_mode(info.interlace_mode())
+                .build()
+                .map_err(|e| format!("cannot describe the model input: {e}"))?;
+            let mut config = gst_video::VideoConverterConfig::new();
+            // Bilinear is what detectors are trained with and several times cheaper than the
+            // default cubic filter; one thread keeps the cores for ONNX Runtime and the video.
+            config.set_resampler_method(gst_video::VideoResamplerMethod::Linear);
+            config.set_chroma_resampler_method(gst_video::VideoResamplerMethod::Linear);
+            config.set_dither_method(gst_video::VideoDitherMethod::None);
+            config.set_threads(1);
+            let converter = gst_video::VideoConverter::new(&info, &out_info, Some(config))
+                .map_err(|e| format!("cannot convert {:?} to the model input: {e}", info.format()))?;
+            self.converter = Some((info.clone(), converter, out_info));
+        }
+        let Some((_, converter, out_info)) = self.converter.as_ref() else {
+            return Err("no converter".into());
+        };
+        let frame = gst_video::VideoFrame::from_buffer_readable(buffer, &info).map_err(|buffer| {
+            format!(
+                "buffer of {} bytes does not hold a {}x{} {:?} frame",
+                buffer.size(),
+                info.width(),
+                info.height(),
+                info.format()
+            )
+        })?;
+        let out_buffer = gst::Buffer::with_size(out_info.size()).map_err(|e| e.to_string())?;
+        let mut out_frame = gst_video::VideoFrame::from_buffer_writable(out_buffer, out_info)
+            .map_err(|_| "cannot map the conversion buffer".to_string())?;
+        converter.frame(&frame, &mut out_frame);
+        // Release the input frame now: downstream may want to write to it.
+        drop(frame);
+        let stride = out_frame.plane_stride()[0] as usize;
+        let out_buffer = out_frame.into_buffer();
+        let out_frame = gst_video::VideoFrame::from_buffer_readable(out_buffer, out_info)
+            .map_err(|_| "cannot map the converted frame".to_string())?;
+        Ok((out_frame, stride))
+    }
+}
+
+/// Spawns the inference thread.
+pub fn spawn(
+    element: &super::AsyncDetect,
+    shared: Arc<Shared>,
+    config: WorkerConfig,
+    post_latency: bool,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let weak = element.downgrade();
+    std::thread::Builder::new()
+        .name("asyncdetect-infer".into())
+        .spawn(move || {
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(&weak, &shared, config, post_latency)));
+            if let Err(payload) = outcome {
+                let reason = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                if let Some(element) = weak.upgrade() {
+                    gst::element_error!(
+                        element,
+                        gst::LibraryError::Failed,
+                        ("The inference thread crashed: {}", reason)
+                    );
+                }
+                shared.fail();
+            }
+        })
+}
+
+fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: WorkerConfig, post_latency: bool) {
+    let load_start = Instant::now();
+    let mut model = match Model::load(&config.source, config.labels, &config.options) {
+        Ok(model) => model,
+        Err(e) => {
+            // Post before failing: the streaming thread returns an error flow once it sees the
+            // failure, and the application should read this message, not a generic one.
+            if let Some(element) = weak.upgrade() {
+                let kind = match &e {
+                    crate::engine::EngineError::Runtime(_) => gst::LibraryError::Init,
+                    _ => gst::LibraryError::Settings,
+                };
+                gst::element_error!(element, kind, ("{}", e));
+            }
+            shared.fail();
+            return;
+        }
+    };
+    let input = model.input().clone();
+    if let Some(element) = weak.upgrade() {
+        gst::info!(
+            CAT,
+            obj = element,
+            "Loaded {} in {:?}: input `{}` {:?} {:?} {}x{} {:?}, decoder {}",
+            config.source,
+            load_start.elapsed(),
+            input.name,
+            input.layout,
+            input.element_type,
+            input.width,
+            input.height,
+            input.channel_order,
+            model.decoder().name()
+        );
+        if post_latency {
+            // Sync mode's latency is now known: let the pipeline ask again.
+            let _ = element.post_message(gst::message::Latency::builder().src(&element).build());
+        }
+    }
+    let mut preprocessor = Preprocessor::new(&model);
+    let mut warned_bad_frame = false;
+
+    while let Some(job) = shared.next_job() {
+        let started = Instant::now();
+        let (seq, generation, frame_pts, filter) =
+            (job.seq, job.generation, job.buffer.pts(), job.filter.clone());
+        let converted = preprocessor.convert(job);
+        let preprocess_time = started.elapsed();
+        let detections = match converted {
+            Ok((frame, stride)) => {
+                let plane = frame.plane_data(0).unwrap_or(&[]);
+                match model.detect(plane, stride) {
+                    Ok(detections) => Some(filter.apply(detections)),
+                    Err(e) => {
+                        if let Some(element) = weak.upgrade() {
+                            gst::element_error!(
+                                element,
+                                gst::StreamError::Failed,
+                                ("Inference failed: {}", e)
+                            );
+                        }
+                        shared.fail();
+                        return;
+                    }
+                }
+            }
+            Err(reason) => {
+                // One bad frame does not stop detection; tell the application once.
+                if !warned_bad_frame && let Some(element) = weak.upgrade() {
+                    gst::element_warning!(
+                        element,
+                        gst::StreamError::Format,
+                        ("Skipping a frame: {}", reason)
+                    );
+                }
+                warned_bad_frame = true;
+                None
+            }
+        };
+        let elapsed = started.elapsed();
+        shared.job_done(elapsed);
+        let Some(detections) = detections else {
+            shared.publish(
+                generation,
+                InferenceResult {
+                    seq,
+                    frame_pts,
+                    detections: Vec::new(),
+                },
+            );
+            continue;
+        };
+        shared.stats.record(preprocess_time, elapsed);
+        let message = weak
+            .upgrade()
+            .map(|element| result_message(&element, frame_pts, elapsed, &detections));
+        let published = shared.publish(
+            generation,
+            InferenceResult {
+                seq,
+                frame_pts,
+                detections,
+            },
+        );
+        if let (true, Some((element, message))) = (published, message) {
+            gst::trace!(
+                CAT,
+                obj = element,
+                "Inference on frame {} took {:?}",
+                seq,
+                elapsed
+            );
+            let _ = element.post_message(message);
+        }
+    }
+}
+
+/// The `detection` structure used both in ROI metas and bus messages (DL Streamer's layout).
+pub fn detection_structure(detection: &Detection) -> gst::Structure {
+    let b = detection.bbox;
+    gst::Structure::builder("detection")
+        .field("label_id", detection.class_id)
+        .field("label", detection.label.as_str())
+        .field("confidence", detection.confidence as f64)
+        .field("x_min", b.x_min as f64)
+        .field("y_min", b.y_min as f64)
+        .field("x_max", b.x_max as f64)
+        .field("y_max", b.y_max as f64)
+        .build()
+}
+
+fn result_message(
+    element: &super::AsyncDetect,
+    frame_pts: Option<gst::ClockTime>,
+    latency: Duration,
+    detections: &[Detection],
+) -> (super::AsyncDetect, gst::Message) {
+    let list = gst::List::new(detections.iter().map(|d| detection_structure(d).to_send_value()));
+    let mut structure = gst::Structure::builder("asyncdetect")
+        .field(
+            "inference-latency",
+            latency.as_nanos().min(u64::MAX as u128) as u64,
+        )
+        .field("detections", list)
+        .build();
+    if let Some(pts) = frame_pts {
+        structure.set("timestamp", pts.nseconds());
+    }
+    let message = gst::message::Element::builder(structure).src(element).build();
+    (element.clone(), message)
+}

@@ -1,0 +1,79 @@
+//! Turning a model's output tensors into detections. No GStreamer types.
+//!
+//! Each output layout is its own module; [`Decoder::for_outputs`] picks one from the names and shapes
+//! the model declares, so a new family (YOLO, anchors, heatmaps) is a new module and a new arm here.
+
+mod ssd;
+
+use std::fmt;
+
+use ndarray::ArrayViewD;
+
+use crate::detection::NormalizedBox;
+
+pub use ssd::SsdDecoder;
+
+/// A model output as the session declares it (`-1` for a dynamic dimension).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputInfo {
+    pub name: String,
+    pub shape: Vec<i64>,
+}
+
+/// One object before labels and the user's filter are applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawDetection {
+    pub class_id: i32,
+    pub confidence: f32,
+    pub bbox: NormalizedBox,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The output layouts this element understands, for error messages.
+pub const SUPPORTED_LAYOUTS: &str = "SSD with post-processing: boxes [1,N,4] (ymin, xmin, ymax, xmax, \
+     normalised), classes [1,N], scores [1,N] and optionally a count [1] \
+     (TFLite_Detection_PostProcess or TF Object Detection API names)";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoder {
+    Ssd(SsdDecoder),
+}
+
+impl Decoder {
+    /// Picks the decoder for a model's outputs, or explains what was found and what is supported.
+    pub fn for_outputs(outputs: &[OutputInfo]) -> Result<Decoder, DecodeError> {
+        SsdDecoder::for_outputs(outputs).map(Decoder::Ssd).ok_or_else(|| {
+            let found: Vec<String> = outputs
+                .iter()
+                .map(|o| format!("`{}` {:?}", o.name, o.shape))
+                .collect();
+            DecodeError(format!(
+                "cannot decode the model's outputs ({}); supported: {SUPPORTED_LAYOUTS}",
+                found.join(", ")
+            ))
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decoder::Ssd(_) => "ssd",
+        }
+    }
+
+    /// Decodes one inference; `outputs` are in the session's output order.
+    pub fn decode(&self, outputs: &[ArrayViewD<'_, f32>]) -> Result<Vec<RawDetection>, DecodeError> {
+        match self {
+            Decoder::Ssd(ssd) => ssd.decode(outputs),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+#![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
+
+//! GStreamer plugin `asyncdetect`: object detection with ONNX Runtime on an internal worker thread,
+//! so the video never waits for the model.
+//!
+//! The pure logic (pre-processing maths, output decoding, labels, filtering) lives in modules with
+//! no GStreamer types, so it can be tested and benchmarked on its own.
+
+use gst::glib;
+
+mod asyncdetect;
+pub mod decode;
+pub mod detection;
+pub mod engine;
+pub mod labels;
+pub mod preprocess;
+
+pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode};
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    asyncdetect::register(plugin)
+}
+
+gst::plugin_define!(
+    asyncdetect,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,424 @@
+//! `asyncdetect` on real frames with the real built-in model.
+
+mod common;
+
+use common::*;
+use gst::glib;
+use gst::prelude::*;
+use gst_video::prelude::*;
+
+const FORMATS: [&str; 8] = ["I420", "NV12", "RGB", "BGR", "RGBA", "BGRA", "RGBx", "BGRx"];
+
+fn sync_mode() -> (&'static str, glib::Value) {
+    ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value())
+}
+
+fn person(rois: &[Roi]) -> &Roi {
+    rois.iter()
+        .find(|r| r.label == "person")
+        .unwrap_or_else(|| panic!("no person among {rois:?}"))
+}
+
+#[test]
+fn finds_the_person_in_every_format_at_odd_sizes() {
+    init();
+    for format in FORMATS {
+        for (width, height) in [(641, 479), (333, 211)] {
+            let (frame, caps) = photo_frame(format, width, height);
+            let mut h = harness(&[sync_mode()], &caps);
+            h.push(timestamped(&frame, 0)).expect("push");
+            let out = h.pull().expect("a buffer comes out");
+            let rois = rois(&out);
+            let p = person(&rois);
+            assert!(
+                iou(p.norm, PERSON_BOX) > 0.8,
+                "{format} {width}x{height}: person at {:?}, expected near {PERSON_BOX:?}",
+                p.norm
+            );
+            assert!(p.confidence > 0.9, "{format}: confidence {}", p.confidence);
+            // Pixels are those of this buffer.
+            let (x, y, w, h) = p.rect;
+            assert!(
+                (x as f64 - p.norm[0] * width as f64).abs() <= 1.0,
+                "{format}: x {x}"
+            );
+            assert!(
+                (y as f64 - p.norm[1] * height as f64).abs() <= 1.0,
+                "{format}: y {y}"
+            );
+            assert!(x + w <= width && y + h <= height);
+            assert_eq!(p.roi_type, "person");
+        }
+    }
+}
+
+#[test]
+fn honours_padded_strides_from_video_meta() {
+    init();
+    // A BGRx and an I420 frame whose rows are 256 bytes longer than needed, described by a
+    // GstVideoMeta as a camera or a hardware decoder would.
+    for format in ["BGRx", "I420"] {
+        let (frame, caps) = photo_frame(format, 320, 212);
+        let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+        let source = gst_video::VideoFrame::from_buffer_readable(frame, &info).unwrap();
+        let planes = info.n_planes() as usize;
+        let mut offsets = Vec::new();
+        let mut strides = Vec::new();
+        let mut data = Vec::new();
+        for plane in 0..planes as u32 {
+            let stride = source.plane_stride()[plane as usize] as usize;
+            let padded = stride + 256;
+            let rows = source.plane_data(plane).unwrap().len() / stride;
+            offsets.push(data.len());
+            strides.push(padded as i32);
+            for row in source.plane_data(plane).unwrap().chunks(stride).take(rows) {
+                data.extend_from_slice(row);
+                data.extend(std::iter::repeat_n(0x55u8, 256));
+            }
+        }
+        let mut buffer = gst::Buffer::from_mut_slice(data);
+        gst_video::VideoMeta::add_full(
+            buffer.get_mut().unwrap(),
+            gst_video::VideoFrameFlags::empty(),
+            info.format(),
+            info.width(),
+            info.height(),
+            &offsets,
+            &strides,
+        )
+        .unwrap();
+        let mut h = harness(&[sync_mode()], &caps);
+        h.push(timestamped(&buffer, 0)).unwrap();
+        let out = h.pull().unwrap();
+        let rois = rois(&out);
+        assert!(iou(person(&rois).norm, PERSON_BOX) > 0.8, "{format}: {rois:?}");
+    }
+}
+
+/// The same 300x300 RGB frame through the element in sync mode and through ONNX Runtime directly
+/// gives the same boxes.
+#[test]
+fn sync_mode_matches_onnx_runtime_run_directly() {
+    init();
+    let (frame, caps) = photo_frame("RGB", 300, 300);
+    let mut h = harness(&[sync_mode(), ("threshold", 0.3f64.to_value())], &caps);
+    h.push(timestamped(&frame, 0)).unwrap();
+    let out = h.pull().unwrap();
+    let mut from_element: Vec<(String, f64, [f64; 4])> = rois(&out)
+        .into_iter()
+        .map(|r| (r.label, r.confidence, r.norm))
+        .collect();
+
+    let environment = gstasyncdetect::engine::environment(None).expect("ONNX Runtime loads");
+    let mut session = ort::session::Session::builder(&environment)
+        .unwrap()
+        .commit_from_memory(gstasyncdetect::engine::DEFAULT_MODEL)
+        .unwrap();
+    let pixels = frame.map_readable().unwrap();
+    assert_eq!(pixels.len(), 300 * 300 * 3, "tightly packed RGB");
+    let input = ort::value::TensorRef::from_array_view(([1usize, 300, 300, 3], pixels.as_slice())).unwrap();
+    let outputs = session.run(ort::inputs![input]).unwrap();
+    let boxes = outputs[0].try_extract_array::<f32>().unwrap();
+    let classes = outputs[1].try_extract_array::<f32>().unwrap();
+    let scores = outputs[2].try_extract_array::<f32>().unwrap();
+    let count = outputs[3].try_extract_array::<f32>().unwrap()[[0]] as usize;
+    let labels = gstasyncdetect::labels::Labels::parse(gstasyncdetect::engine::DEFAULT_LABELS).unwrap();
+    let mut direct: Vec<(String, f64, [f64; 4])> = (0..count)
+        .filter(|&i| scores[[0, i]] >= 0.3)
+        .map(|i| {
+            let b = |k: usize| boxes[[0, i, k]].clamp(0.0, 1.0) as f64;
+            (
+                labels.get(classes[[0, i]] as i32).unwrap().to_string(),
+                scores[[0, i]] as f64,
+                [b(1), b(0), b(3), b(2)],
+            )
+        })
+        .collect();
+    let order = |a: &(String, f64, [f64; 4]), b: &(String, f64, [f64; 4])| {
+        b.1.total_cmp(&a.1).then(a.2[0].total_cmp(&b.2[0]))
+    };
+    from_element.sort_by(order);
+    direct.sort_by(order);
+    assert!(!direct.is_empty());
+    assert_eq!(
+        from_element.len(),
+        direct.len(),
+        "element {from_element:?} vs direct {direct:?}"
+    );
+    for (e, d) in from_element.iter().zip(&direct) {
+        assert_eq!(e.0, d.0);
+        assert!((e.1 - d.1).abs() < 1e-6, "{e:?} vs {d:?}");
+        for k in 0..4 {
+            assert!((e.2[k] - d.2[k]).abs() < 1e-5, "{e:?} vs {d:?}");
+        }
+    }
+}
+
+#[test]
+fn metadata_follows_the_dl_streamer_layout() {
+    init();
+    let (frame, caps) = photo_frame("I420", 640, 424);
+    let mut h = harness(&[sync_mode(), ("threshold", 0.3f64.to_value())], &caps);
+    h.push(timestamped(&frame, 5)).unwrap();
+    let out = h.pull().unwrap();
+    let rois = rois(&out);
+    assert!(rois.len() >= 2, "person and animals expected: {rois:?}");
+    let mut ids: Vec<i32> = rois.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), rois.len(), "ids are distinct");
+    let labels = gstasyncdetect::labels::Labels::parse(gstasyncdetect::engine::DEFAULT_LABELS).unwrap();
+    for roi in &rois {
+        assert_eq!(roi.roi_type, roi.label);
+        assert_eq!(labels.get(roi.label_id), Some(roi.label.as_str()));
+        assert!(roi.confidence >= 0.3 && roi.confidence <= 1.0);
+        assert!(roi.norm[0] <= roi.norm[2] && roi.norm[1] <= roi.norm[3]);
+        assert!(roi.norm.iter().all(|v| (0.0..=1.0).contains(v)));
+        // Computed on this very frame in sync mode.
+        assert_eq!(
+            roi.frame_timestamp,
+            Some(gst::ClockTime::from_mseconds(165).nseconds())
+        );
+        assert_eq!(roi.age, Some(0));
+    }
+}
+
+#[test]
+fn threshold_class_filter_and_limit() {
+    init();
+    let (frame, caps) = photo_frame("RGBx", 320, 212);
+    let labels_of = |properties: &[(&str, glib::Value)]| {
+        let mut all = vec![sync_mode()];
+        all.extend(properties.iter().cloned());
+        let mut h = harness(&all, &caps);
+        h.push(timestamped(&frame, 0)).unwrap();
+        let out = h.pull().unwrap();
+        rois(&out).into_iter().map(|r| r.label).collect::<Vec<_>>()
+    };
+    let everything = labels_of(&[("threshold", 0.3f64.to_value())]);
+    assert!(
+        everything.len() >= 2 && everything.contains(&"person".to_string()),
+        "{everything:?}"
+    );
+    let only_people = labels_of(&[("threshold", 0.3f64.to_value()), ("labels", "Person".to_value())]);
+    assert_eq!(only_people, vec!["person"]);
+    let no_cars = labels_of(&[("labels", "car,bus".to_value())]);
+    assert!(no_cars.is_empty(), "{no_cars:?}");
+    let one = labels_of(&[
+        ("threshold", 0.3f64.to_value()),
+        ("max-detections", 1u32.to_value()),
+    ]);
+    assert_eq!(one, vec!["person"], "the most confident one");
+    assert!(labels_of(&[("threshold", 1.0f64.to_value())]).is_empty());
+}
+
+/// Async mode: every buffer passes (nothing held back), results arrive on later buffers, one bus
+/// message per finished inference, and the statistics add up.
+#[test]
+fn async_mode_passes_every_buffer_and_attaches_newer_results() {
+    init();
+    let (frame, caps) = photo_frame("NV12", 640, 424);
+    let element = detector(&[]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps(caps);
+    let mut with_person = 0;
+    let total = 120;
+    for i in 0..total {
+        h.push(timestamped(&frame, i)).unwrap();
+        let out = h.pull().unwrap();
+        assert_eq!(
+            out.pts(),
+            Some(gst::ClockTime::from_mseconds(33 * i)),
+            "order and timestamps kept"
+        );
+        let rois = rois(&out);
+        if let Some(p) = rois.iter().find(|r| r.label == "person") {
+            with_person += 1;
+            assert!(iou(p.norm, PERSON_BOX) > 0.8);
+            let age = p.age.expect("age");
+            assert!(age >= 0, "results come from earlier frames");
+            assert_eq!(
+                p.frame_timestamp.map(|t| t as i64 + age),
+                out.pts().map(|t| t.nseconds() as i64)
+            );
+        }
+        // Give the worker time, like a 100 fps source would.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        with_person > total / 2,
+        "only {with_person} of {total} buffers carried the person"
+    );
+    let frames_in: u64 = element.property("frames-in");
+    let inferred: u64 = element.property("frames-inferred");
+    let skipped: u64 = element.property("frames-skipped");
+    assert_eq!(frames_in, total);
+    assert!(inferred > 0 && inferred <= total);
+    assert!(inferred + skipped <= total, "{inferred} + {skipped}");
+    assert!(element.property::<u64>("inference-latency") > 0);
+    assert!(element.property::<f64>("inference-fps") > 0.0);
+
+    let mut messages = 0;
+    while let Some(message) = bus.pop_filtered(&[gst::MessageType::Element]) {
+        let s = message.structure().unwrap();
+        if s.name() == "asyncdetect" {
+            messages += 1;
+            assert!(s.get::<u64>("inference-latency").unwrap() > 0);
+            assert!(s.get::<u64>("timestamp").is_ok());
+        }
+    }
+    assert!(
+        messages as u64 >= inferred.saturating_sub(1) && messages > 0,
+        "{messages} messages, {inferred} inferences"
+    );
+}
+
+#[test]
+fn max_age_drops_stale_results() {
+    init();
+    let (frame, caps) = photo_frame("I420", 320, 212);
+    let mut h = harness(&[("max-age", 100_000_000u64.to_value())], &caps);
+    // Wait until a result exists.
+    let mut found = false;
+    for i in 0..300 {
+        h.push(timestamped(&frame, i)).unwrap();
+        if !rois(&h.pull().unwrap()).is_empty() {
+            found = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(found, "a result arrives");
+    // A buffer 10 s later in stream time must not carry a result from 10 s earlier: push it while
+    // the worker has nothing newer (it is given this frame only after attaching).
+    let mut late = timestamped(&frame, 0);
+    late.get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_seconds(1000));
+    h.push(late).unwrap();
+    assert!(rois(&h.pull().unwrap()).is_empty());
+}
+
+/// After a flush no result from before it is attached.
+#[test]
+fn flush_forgets_old_results() {
+    init();
+    let (frame, caps) = photo_frame("RGBA", 320, 212);
+    let mut h = harness(&[], &caps);
+    let mut found = false;
+    for i in 0..300 {
+        h.push(timestamped(&frame, i)).unwrap();
+        if !rois(&h.pull().unwrap()).is_empty() {
+            found = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(found);
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(
+        &gst::FormattedSegment::<gst::ClockTime>::new(),
+    ));
+    h.push(timestamped(&frame, 1)).unwrap();
+    let out = h.pull().unwrap();
+    assert!(
+        rois(&out).is_empty(),
+        "stale result after flush: {:?}",
+        rois(&out)
+    );
+}
+
+/// A caps change mid-stream: boxes come out in the new frame's pixels.
+#[test]
+fn caps_change_uses_the_new_size_and_format() {
+    init();
+    let (small, small_caps) = photo_frame("RGB", 300, 300);
+    let (large, large_caps) = photo_frame("I420", 1280, 848);
+    let mut h = harness(&[sync_mode()], &small_caps);
+    h.push(timestamped(&small, 0)).unwrap();
+    let first = person(&rois(&h.pull().unwrap())).clone();
+    assert_eq!(first.rect.0, (first.norm[0] * 300.0).round() as u32);
+    h.set_src_caps(large_caps);
+    h.push(timestamped(&large, 1)).unwrap();
+    let second = person(&rois(&h.pull().unwrap())).clone();
+    assert!(iou(second.norm, PERSON_BOX) > 0.8);
+    assert_eq!(second.rect.0, (second.norm[0] * 1280.0).round() as u32);
+    assert_eq!(
+        second.rect.3,
+        ((second.norm[3] * 848.0).round() - (second.norm[1] * 848.0).round()) as u32
+    );
+}
+
+/// Sync mode in a pipeline: every frame gets its own inference before EOS goes on.
+#[test]
+fn sync_mode_infers_every_frame_before_eos() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers=12 ! \
+         video/x-raw,framerate=30/1 ! asyncdetect name=detect mode=sync ! appsink name=sink sync=false",
+        data_path("data/person.jpg").display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut frames = 0;
+    while let Ok(sample) = sink.pull_sample() {
+        let buffer = sample.buffer().unwrap();
+        let rois = rois(buffer);
+        assert_eq!(person(&rois).age, Some(0), "each frame carries its own result");
+        frames += 1;
+    }
+    assert!(sink.is_eos());
+    let detect = pipeline.by_name("detect").unwrap();
+    assert_eq!(frames, 12);
+    assert_eq!(detect.property::<u64>("frames-inferred"), 12);
+    assert_eq!(detect.property::<u64>("frames-skipped"), 0);
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// LATENCY: async adds nothing; sync adds the measured inference time.
+#[test]
+fn latency_query_is_honest_for_each_mode() {
+    init();
+    for mode in [
+        gstasyncdetect::AsyncDetectMode::Async,
+        gstasyncdetect::AsyncDetectMode::Sync,
+    ] {
+        let pipeline = gst::parse::launch(
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+             asyncdetect name=detect ! fakesink name=sink",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let detect = pipeline.by_name("detect").unwrap();
+        detect.set_property("mode", mode);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // Let the model load and run a few times.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while detect.property::<u64>("frames-inferred") < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut upstream = gst::query::Latency::new();
+        assert!(detect.static_pad("sink").unwrap().peer_query(&mut upstream));
+        let mut ours = gst::query::Latency::new();
+        assert!(detect.static_pad("src").unwrap().query(&mut ours));
+        let (live, min, _) = ours.result();
+        assert!(live);
+        let added = min.saturating_sub(upstream.result().1);
+        match mode {
+            gstasyncdetect::AsyncDetectMode::Async => assert_eq!(added, gst::ClockTime::ZERO),
+            _ => assert!(added > gst::ClockTime::ZERO, "sync mode adds its inference time"),
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+}

@@ -1,0 +1,140 @@
+//! Bad models, labels and settings give a clear error naming the problem; nothing panics or hangs.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use gst::prelude::*;
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("asyncdetect-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Runs a short test-pattern pipeline with the detector configured by `properties` and returns the
+/// error it posts (from the state change or the inference thread).
+fn error_of(properties: &str) -> String {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         asyncdetect {properties} ! fakesink sync=true"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let error = wait_for_error(&bus, 30);
+    pipeline.set_state(gst::State::Null).unwrap();
+    error.unwrap_or_else(|| panic!("no error for `{properties}`"))
+}
+
+#[test]
+fn missing_model_fails_the_state_change_and_names_the_file() {
+    init();
+    let pipeline =
+        gst::parse::launch("videotestsrc ! asyncdetect model-location=/nonexistent/model.onnx ! fakesink")
+            .unwrap();
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    let error = wait_for_error(&pipeline.bus().unwrap(), 5).expect("an error message");
+    assert!(error.contains("/nonexistent/model.onnx"), "{error}");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn empty_and_corrupt_models_are_named() {
+    init();
+    let empty = temp_file("empty.onnx", b"");
+    let error = error_of(&format!("model-location={}", empty.display()));
+    assert!(
+        error.contains(&empty.display().to_string()) && error.contains("empty"),
+        "{error}"
+    );
+
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let garbage = temp_file("garbage.onnx", &noise);
+    let error = error_of(&format!("model-location={}", garbage.display()));
+    assert!(error.contains(&garbage.display().to_string()), "{error}");
+    assert!(
+        error.to_lowercase().contains("protobuf") || error.contains("load"),
+        "{error}"
+    );
+
+    let directory = std::env::temp_dir();
+    let error = error_of(&format!("model-location={}", directory.display()));
+    assert!(error.contains("not a file"), "{error}");
+}
+
+#[test]
+fn models_with_unusable_inputs_or_outputs_say_what_they_found() {
+    init();
+    let outputs = data_path("models/bad_outputs.onnx");
+    let error = error_of(&format!("model-location={}", outputs.display()));
+    assert!(error.contains("bad_outputs.onnx"), "{error}");
+    assert!(
+        error.contains("`features` [1, 10]") && error.contains("supported"),
+        "{error}"
+    );
+
+    let input = data_path("models/bad_input.onnx");
+    let error = error_of(&format!("model-location={}", input.display()));
+    assert!(
+        error.contains("bad_input.onnx") && error.contains("not an image"),
+        "{error}"
+    );
+}
+
+#[test]
+fn sync_mode_with_a_broken_model_stops_with_an_error_instead_of_waiting() {
+    init();
+    let outputs = data_path("models/bad_outputs.onnx");
+    let error = error_of(&format!("mode=sync model-location={}", outputs.display()));
+    assert!(error.contains("bad_outputs.onnx"), "{error}");
+}
+
+#[test]
+fn broken_labels_files_are_named() {
+    init();
+    let error = error_of("labels-location=/nonexistent/labels.txt");
+    assert!(error.contains("/nonexistent/labels.txt"), "{error}");
+
+    let binary = temp_file(
+        "binary-labels.txt",
+        &[0x7f, b'E', b'L', b'F', 0, 1, 2, 3, b'\n', 0xff, 0xfe],
+    );
+    let error = error_of(&format!("labels-location={}", binary.display()));
+    assert!(error.contains(&binary.display().to_string()), "{error}");
+
+    let duplicated = temp_file("dup-labels.txt", b"0 person\n0 car\n");
+    let error = error_of(&format!("labels-location={}", duplicated.display()));
+    assert!(error.contains("line 2") && error.contains("twice"), "{error}");
+
+    let empty = temp_file("empty-labels.txt", b"\n\n");
+    let error = error_of(&format!("labels-location={}", empty.display()));
+    assert!(error.contains("no labels"), "{error}");
+}
+
+#[test]
+fn invalid_input_normalisation_is_reported() {
+    init();
+    let error = error_of("input-mean=1,2");
+    assert!(error.contains("input-mean"), "{error}");
+    let error = error_of("input-std=0");
+    assert!(error.contains("input-std"), "{error}");
+}
+
+#[test]
+fn unsupported_caps_are_refused_at_negotiation() {
+    init();
+    let link = gst::parse::launch("audiotestsrc num-buffers=5 ! asyncdetect ! fakesink");
+    let error = link.expect_err("audio cannot link").to_string();
+    assert!(error.contains("could not link"), "{error}");
+
+    let mut h = gst_check::Harness::new("asyncdetect");
+    h.set_src_caps_str("video/x-raw,format=GRAY16_LE,width=8,height=8,framerate=30/1");
+    let pushed = h.push(gst::Buffer::with_size(8 * 8 * 2).unwrap());
+    assert_eq!(pushed, Err(gst::FlowError::NotNegotiated));
+}

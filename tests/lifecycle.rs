@@ -1,0 +1,73 @@
+//! State changes: rapid start/stop cycles, pausing, and stopping while an inference runs. The
+//! inference thread is joined every time. Its own binary so the thread count below is only ours.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+fn inference_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "asyncdetect-inf")
+        .count()
+}
+
+fn pipeline(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+#[test]
+fn start_stop_cycles_and_stopping_mid_inference() {
+    init();
+    let cycles = pipeline("videotestsrc ! video/x-raw,width=640,height=480 ! asyncdetect name=d ! fakesink");
+    for cycle in 0..40 {
+        cycles.set_state(gst::State::Playing).unwrap();
+        let (result, state, _) = cycles.state(gst::ClockTime::from_seconds(10));
+        assert!(result.is_ok() && state == gst::State::Playing, "cycle {cycle}");
+        std::thread::sleep(Duration::from_millis(3 * (cycle % 5)));
+        if cycle % 3 == 0 {
+            cycles.set_state(gst::State::Paused).unwrap();
+            cycles.set_state(gst::State::Playing).unwrap();
+        }
+        cycles.set_state(gst::State::Null).unwrap();
+        assert_eq!(inference_threads(), 0, "cycle {cycle} left its thread running");
+    }
+    // It still detects after all that.
+    cycles.set_state(gst::State::Playing).unwrap();
+    let detect = cycles.by_name("d").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while detect.property::<u64>("frames-inferred") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(detect.property::<u64>("frames-inferred") > 0);
+    cycles.set_state(gst::State::Null).unwrap();
+
+    // Stopping while the ~200 ms model runs, in both modes: returns once that inference ends.
+    let slow = data_path("models/slow_ssd.onnx");
+    for mode in ["async", "sync"] {
+        let p = pipeline(&format!(
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+             asyncdetect name=d mode={mode} threads=1 model-location={} ! fakesink",
+            slow.display()
+        ));
+        p.set_state(gst::State::Playing).unwrap();
+        let detect = p.by_name("d").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while detect.property::<u64>("frames-inferred") < 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let stopping = Instant::now();
+        p.set_state(gst::State::Null).unwrap();
+        let took = stopping.elapsed();
+        assert!(took < Duration::from_secs(5), "{mode}: stopping took {took:?}");
+        assert_eq!(inference_threads(), 0, "{mode}: thread not joined");
+    }
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Generates the small ONNX graphs the tests use (committed; rerun only to change them).
+
+    python3 -m pip install onnx==1.23.2 && python3 tests/models/make_test_models.py
+
+- slow_ssd.onnx: an SSD-style post-processed detector (boxes/classes/scores/count, TF Object
+  Detection API output names) that always reports one `person` at (0.25, 0.25)-(0.75, 0.75) with
+  confidence 0.9, after a deliberately expensive loop of 256x256 matrix products that depends on
+  the input pixels (so ONNX Runtime cannot fold it away): about 200 ms per frame on one core.
+- bad_outputs.onnx: a valid graph with a usable image input but a single [1, 10] output that no
+  decoder understands.
+- bad_input.onnx: a valid graph whose input is a [1, 10] vector, not an image.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LOOP_ITERATIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 1280
+
+
+def const(name, array):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name + "_value"))
+
+
+def save(graph, file_name):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(HERE, file_name))
+
+
+def image_input(name="image"):
+    return helper.make_tensor_value_info(name, TensorProto.UINT8, [1, 300, 300, 3])
+
+
+def slow_ssd():
+    nodes = [
+        const("starts", np.array([0, 0, 0, 0], dtype=np.int64)),
+        const("ends", np.array([1, 256, 256, 1], dtype=np.int64)),
+        const("matrix_shape", np.array([256, 256], dtype=np.int64)),
+        helper.make_node("Slice", ["image", "starts", "ends"], ["patch_u8"]),
+        helper.make_node("Cast", ["patch_u8"], ["patch"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["patch", "matrix_shape"], ["patch_2d"]),
+        const("inv_scale", np.array(1.0 / (255.0 * 256.0), dtype=np.float32)),
+        helper.make_node("Mul", ["patch_2d", "inv_scale"], ["matrix"]),
+        const("trip_count", np.array(LOOP_ITERATIONS, dtype=np.int64)),
+        const("keep_going", np.array(True)),
+    ]
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["state_in", "matrix"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["state_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "busy_loop",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [256, 256]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [256, 256]),
+        ],
+    )
+    nodes += [
+        helper.make_node("Loop", ["trip_count", "keep_going", "matrix"], ["busy_result"], body=body),
+        helper.make_node("ReduceMean", ["busy_result"], ["busy_mean"], keepdims=0),
+        const("zero", np.array(0.0, dtype=np.float32)),
+        helper.make_node("Mul", ["busy_mean", "zero"], ["nothing"]),
+        const("box", np.array([[[0.25, 0.25, 0.75, 0.75]]], dtype=np.float32)),
+        const("class", np.array([[0.0]], dtype=np.float32)),
+        const("score", np.array([[0.9]], dtype=np.float32)),
+        const("count", np.array([1.0], dtype=np.float32)),
+        helper.make_node("Add", ["box", "nothing"], ["detection_boxes"]),
+        helper.make_node("Add", ["class", "nothing"], ["detection_classes"]),
+        helper.make_node("Add", ["score", "nothing"], ["detection_scores"]),
+        helper.make_node("Add", ["count", "nothing"], ["num_detections"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow_ssd",
+        [image_input()],
+        [
+            helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 1, 4]),
+            helper.make_tensor_value_info("detection_classes", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("num_detections", TensorProto.FLOAT, [1]),
+        ],
+    )
+    save(graph, "slow_ssd.onnx")
+
+
+def bad_outputs():
+    nodes = [
+        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+        const("shape", np.array([1, 10, -1], dtype=np.int64)),
+        helper.make_node("Reshape", ["pixels", "shape"], ["rows"]),
+        helper.make_node("ReduceMean", ["rows"], ["features"], axes=[2], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bad_outputs",
+        [image_input()],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 10])],
+    )
+    save(graph, "bad_outputs.onnx")
+
+
+def bad_input():
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["vector"], ["same"])],
+        "bad_input",
+        [helper.make_tensor_value_info("vector", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("same", TensorProto.FLOAT, [1, 10])],
+    )
+    save(graph, "bad_input.onnx")
+
+
+if __name__ == "__main__":
+    slow_ssd()
+    bad_outputs()
+    bad_input()
