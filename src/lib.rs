@@ -10,6 +10,7 @@
 use gst::glib;
 
 mod asyncdetect;
+pub mod convert;
 pub mod decode;
 pub mod detection;
 pub mod engine;

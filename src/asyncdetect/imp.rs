@@ -653,20 +653,23 @@ impl BaseTransformImpl for AsyncDetect {
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
         let failed = shared.has_failed();
 
+        // The worker gets a shallow copy (a new buffer sharing this one's memory), made only when
+        // it is handed over and before our metas are added, so it carries none of them.
+        let generation = shared.generation();
+        let make_job = || Job {
+            buffer: buffer.to_owned(),
+            info: info.clone(),
+            seq,
+            generation,
+            filter: settings.filter.clone(),
+        };
+
         if settings.mode == AsyncDetectMode::Sync {
             if failed {
                 return Err(gst::FlowError::Error);
             }
-            let job = Job {
-                buffer: buffer.to_owned(),
-                info: info.clone(),
-                seq,
-                generation: shared.generation(),
-                filter: settings.filter.clone(),
-            };
-            return match shared.process_and_wait(job) {
+            return match shared.process_and_wait(make_job()) {
                 WaitOutcome::Done(result) => {
-                    // The worker has released the frame: the buffer is ours alone again.
                     if let Some(result) = result {
                         Self::attach(buffer, &info, &result, 0);
                     }
@@ -677,6 +680,9 @@ impl BaseTransformImpl for AsyncDetect {
             };
         }
 
+        if !failed {
+            shared.offer(make_job, arrival_interval);
+        }
         if let Some(result) = shared.latest() {
             let attached = Self::attach(buffer, &info, &result, settings.max_age);
             gst::log!(
@@ -686,18 +692,6 @@ impl BaseTransformImpl for AsyncDetect {
                 result.seq
             );
         }
-        if failed {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        // Offered last: once the worker holds a reference the buffer must not change any more.
-        let job = Job {
-            buffer: buffer.to_owned(),
-            info,
-            seq,
-            generation: shared.generation(),
-            filter: settings.filter,
-        };
-        shared.offer(job, arrival_interval);
         Ok(gst::FlowSuccess::Ok)
     }
 }

@@ -13,17 +13,16 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
-use gst_video::prelude::*;
 
 use super::imp::CAT;
+use crate::convert::FrameConverter;
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{Model, ModelOptions, ModelSource};
 use crate::labels::Labels;
-use crate::preprocess::ChannelOrder;
 
-/// A frame handed to the worker. Holding `buffer` keeps a reference to the frame's memory until
-/// the worker has converted it, which is why frames are only handed over when the worker will
-/// soon want one (see [`Shared::offer`]).
+/// A frame handed to the worker. `buffer` shares the frame's memory until the worker has converted
+/// it, which would make a downstream element that writes in place copy the frame; that is why
+/// frames are only handed over when the worker will soon want one (see [`Shared::offer`]).
 pub struct Job {
     pub buffer: gst::Buffer,
     pub info: gst_video::VideoInfo,
@@ -170,7 +169,7 @@ impl Shared {
     /// waits there (it is replaced), or if the running job should end before the next frame arrives
     /// (`frame_interval`). Otherwise the frame is not shared with the worker at all, so downstream
     /// elements that write in place are not forced to copy it. Returns whether the frame was taken.
-    pub fn offer(&self, job: Job, frame_interval: Option<Duration>) -> bool {
+    pub fn offer(&self, make_job: impl FnOnce() -> Job, frame_interval: Option<Duration>) -> bool {
         let mut mailbox = lock(&self.mailbox);
         if mailbox.shutdown {
             return false;
@@ -187,7 +186,7 @@ impl Shared {
             self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let replaced = mailbox.pending.replace(job);
+        let replaced = mailbox.pending.replace(make_job());
         drop(mailbox);
         self.job_posted.notify_one();
         if replaced.is_some() {
@@ -285,6 +284,11 @@ impl Shared {
         }
     }
 
+    fn seed_estimate(&self, job_time: Duration) {
+        lock(&self.mailbox).job_time.get_or_insert(job_time);
+        smooth(&self.stats.inference_latency_ns, job_time);
+    }
+
     fn job_done(&self, elapsed: Duration) {
         let mut mailbox = lock(&self.mailbox);
         mailbox.busy_since = None;
@@ -315,86 +319,6 @@ impl Shared {
         self.result_published.notify_all();
         let dropped = lock(&self.mailbox).pending.take();
         drop(dropped);
-    }
-}
-
-/// Converts frames of one input format to the model's packed RGB/BGR input, reusing the converter
-/// and the output buffer while the input format stays the same.
-struct Preprocessor {
-    converter: Option<(
-        gst_video::VideoInfo,
-        gst_video::VideoConverter,
-        gst_video::VideoInfo,
-    )>,
-    out_format: gst_video::VideoFormat,
-    width: u32,
-    height: u32,
-}
-
-impl Preprocessor {
-    fn new(model: &Model) -> Self {
-        let input = model.input();
-        Preprocessor {
-            converter: None,
-            out_format: match input.channel_order {
-                ChannelOrder::Rgb => gst_video::VideoFormat::Rgb,
-                ChannelOrder::Bgr => gst_video::VideoFormat::Bgr,
-            },
-            width: input.width as u32,
-            height: input.height as u32,
-        }
-    }
-
-    /// Returns the converted frame (readable) and the stride of its rows.
-    fn convert(
-        &mut self,
-        job: Job,
-    ) -> Result<(gst_video::VideoFrame<gst_video::video_frame::Readable>, usize), String> {
-        let Job { buffer, info, .. } = job;
-        if self
-            .converter
-            .as_ref()
-            .is_none_or(|(in_info, _, _)| *in_info != info)
-        {
-            let out_info = gst_video::VideoInfo::builder(self.out_format, self.width, self.height)
-                .fps(info.fps())
-                .interlace_mode(info.interlace_mode())
-                .build()
-                .map_err(|e| format!("cannot describe the model input: {e}"))?;
-            let mut config = gst_video::VideoConverterConfig::new();
-            // Bilinear is what detectors are trained with and several times cheaper than the
-            // default cubic filter; one thread keeps the cores for ONNX Runtime and the video.
-            config.set_resampler_method(gst_video::VideoResamplerMethod::Linear);
-            config.set_chroma_resampler_method(gst_video::VideoResamplerMethod::Linear);
-            config.set_dither_method(gst_video::VideoDitherMethod::None);
-            config.set_threads(1);
-            let converter = gst_video::VideoConverter::new(&info, &out_info, Some(config))
-                .map_err(|e| format!("cannot convert {:?} to the model input: {e}", info.format()))?;
-            self.converter = Some((info.clone(), converter, out_info));
-        }
-        let Some((_, converter, out_info)) = self.converter.as_ref() else {
-            return Err("no converter".into());
-        };
-        let frame = gst_video::VideoFrame::from_buffer_readable(buffer, &info).map_err(|buffer| {
-            format!(
-                "buffer of {} bytes does not hold a {}x{} {:?} frame",
-                buffer.size(),
-                info.width(),
-                info.height(),
-                info.format()
-            )
-        })?;
-        let out_buffer = gst::Buffer::with_size(out_info.size()).map_err(|e| e.to_string())?;
-        let mut out_frame = gst_video::VideoFrame::from_buffer_writable(out_buffer, out_info)
-            .map_err(|_| "cannot map the conversion buffer".to_string())?;
-        converter.frame(&frame, &mut out_frame);
-        // Release the input frame now: downstream may want to write to it.
-        drop(frame);
-        let stride = out_frame.plane_stride()[0] as usize;
-        let out_buffer = out_frame.into_buffer();
-        let out_frame = gst_video::VideoFrame::from_buffer_readable(out_buffer, out_info)
-            .map_err(|_| "cannot map the converted frame".to_string())?;
-        Ok((out_frame, stride))
     }
 }
 
@@ -462,19 +386,25 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             input.channel_order,
             model.decoder().name()
         );
+        // One timed run on a blank frame seeds the latency estimate (sync mode reports it in the
+        // LATENCY query; async mode uses it to decide when to hand over the next frame).
+        let blank = vec![0u8; input.tensor_len()];
+        if let Ok((_, took)) = model.detect_timed(&blank, input.width * 3) {
+            shared.seed_estimate(took);
+        }
         if post_latency {
             // Sync mode's latency is now known: let the pipeline ask again.
             let _ = element.post_message(gst::message::Latency::builder().src(&element).build());
         }
     }
-    let mut preprocessor = Preprocessor::new(&model);
+    let mut converter = FrameConverter::new(input.channel_order, input.width as u32, input.height as u32);
     let mut warned_bad_frame = false;
 
     while let Some(job) = shared.next_job() {
         let started = Instant::now();
         let (seq, generation, frame_pts, filter) =
             (job.seq, job.generation, job.buffer.pts(), job.filter.clone());
-        let converted = preprocessor.convert(job);
+        let converted = converter.convert(job.buffer, &job.info);
         let preprocess_time = started.elapsed();
         let detections = match converted {
             Ok((frame, stride)) => {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (scripts/setup.sh) and runs every check CI runs: formatting, lints,
+# and all tests (unit tests, real GStreamer pipelines on real frames with the real model).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --release --lib
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+# GLib criticals and warnings abort the test that caused them.
+G_DEBUG=fatal_warnings cargo test --all-targets
+# The plugin loads in gst-inspect (what users see first).
+GST_PLUGIN_PATH="$PWD/target/release" gst-inspect-1.0 asyncdetect >/dev/null
+echo "scripts/test.sh: all checks passed"
