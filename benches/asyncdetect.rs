@@ -7,8 +7,10 @@
 //! 3. pre-processing (colour conversion + scaling to the model input) per 1080p frame per format;
 //! 4. what sharing a frame with the worker costs downstream against copying it.
 //!
-//!     cargo bench --bench asyncdetect                # full run, prints markdown tables
-//!     cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing
+//! ```text
+//! cargo bench --bench asyncdetect                # full run, prints markdown tables
+//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing
+//! ```
 //!
 //! `cargo test --all-targets` runs a shortened variant (a few frames each) to keep it working; it
 //! prints the same tables but its figures are not meaningful.
@@ -19,6 +21,9 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstasyncdetect::convert::FrameConverter;
 use gstasyncdetect::preprocess::ChannelOrder;
+
+/// A table of the report.
+type Table = fn(&Config);
 
 struct Config {
     full: bool,
@@ -338,7 +343,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let tables: [(&str, fn(&Config)); 4] = [
+    let tables: [(&str, Table); 4] = [
         ("streaming", table_streaming),
         ("rate", table_inference_rate),
         ("preprocess", table_preprocessing),
