@@ -138,3 +138,33 @@ fn unsupported_caps_are_refused_at_negotiation() {
     let pushed = h.push(gst::Buffer::with_size(8 * 8 * 2).unwrap());
     assert_eq!(pushed, Err(gst::FlowError::NotNegotiated));
 }
+
+/// A buffer smaller than its caps claim passes through; the application gets one warning.
+#[test]
+fn short_buffers_pass_with_a_warning() {
+    init();
+    let element = detector(&[("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value())]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw,format=I420,width=320,height=240,framerate=30/1");
+    for i in 0..3 {
+        let buffer = timestamped(&gst::Buffer::from_mut_slice(vec![7u8; 100]), i);
+        h.push(buffer)
+            .expect("the short buffer is not an error for the stream");
+        let out = h.pull().expect("and it comes out");
+        assert_eq!(out.size(), 100);
+        assert!(rois(&out).is_empty());
+    }
+    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+        .map(|m| match m.view() {
+            gst::MessageView::Warning(w) => w.error().to_string(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("100 bytes") && warnings[0].contains("320x240"),
+        "{warnings:?}"
+    );
+}

@@ -16,6 +16,20 @@ fn inference_threads() -> usize {
         .count()
 }
 
+/// Niceness (field 19 of /proc/<tid>/stat) of every thread named after the inference thread,
+/// which includes the ONNX Runtime pool threads it creates (they inherit the name).
+fn inference_thread_nice_values() -> Vec<i64> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter(|stat| stat.contains("(asyncdetect-inf)"))
+        .filter_map(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            after_name.split_whitespace().nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
 fn pipeline(description: &str) -> gst::Pipeline {
     gst::parse::launch(description)
         .unwrap()
@@ -47,6 +61,12 @@ fn start_stop_cycles_and_stopping_mid_inference() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(detect.property::<u64>("frames-inferred") > 0);
+    // The inference thread and the ONNX Runtime threads it started yield to the video.
+    let nice_values = inference_thread_nice_values();
+    assert!(
+        !nice_values.is_empty() && nice_values.iter().all(|&n| n == 10),
+        "{nice_values:?}"
+    );
     cycles.set_state(gst::State::Null).unwrap();
 
     // Stopping while the ~200 ms model runs, in both modes: returns once that inference ends.

@@ -33,6 +33,8 @@ const DEFAULT_MAX_DETECTIONS: u32 = 100;
 const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_MODE: AsyncDetectMode = AsyncDetectMode::Async;
 const DEFAULT_MAX_AGE: u64 = 0;
+const DEFAULT_POST_MESSAGES: bool = true;
+const DEFAULT_INFERENCE_NICE: i32 = 10;
 
 /// The raw formats the element accepts; GStreamer's video converter turns each into the model's
 /// input in one pass.
@@ -73,6 +75,8 @@ struct Settings {
     input_height: u32,
     input_mean: Option<String>,
     input_std: Option<String>,
+    post_messages: bool,
+    inference_nice: i32,
 }
 
 impl Default for Settings {
@@ -95,6 +99,8 @@ impl Default for Settings {
             input_height: 0,
             input_mean: None,
             input_std: None,
+            post_messages: DEFAULT_POST_MESSAGES,
+            inference_nice: DEFAULT_INFERENCE_NICE,
         }
     }
 }
@@ -211,6 +217,7 @@ impl AsyncDetect {
             std: parse("input-std", &settings.input_std)?,
         };
         Ok(WorkerConfig {
+            nice: settings.inference_nice,
             source,
             labels,
             options: ModelOptions {
@@ -382,6 +389,27 @@ impl ObjectImpl for AsyncDetect {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecInt::builder("inference-nice")
+                    .nick("Inference niceness")
+                    .blurb(
+                        "Scheduling niceness of the inference threads (0 to 19; never below the \
+                         process's own). Higher lets the video preempt the model at once when both want \
+                         the CPU.",
+                    )
+                    .minimum(0)
+                    .maximum(19)
+                    .default_value(DEFAULT_INFERENCE_NICE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb(
+                        "Post an `asyncdetect` element message with the detections on the bus after \
+                         every inference. Turn off when nothing reads the bus.",
+                    )
+                    .default_value(DEFAULT_POST_MESSAGES)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-in")
                     .nick("Frames in")
                     .blurb("Buffers that passed through since the element started.")
@@ -447,6 +475,12 @@ impl ObjectImpl for AsyncDetect {
             "input-height" => lock(&self.settings).input_height = value.get().unwrap_or(0),
             "input-mean" => lock(&self.settings).input_mean = optional_string(value),
             "input-std" => lock(&self.settings).input_std = optional_string(value),
+            "inference-nice" => {
+                lock(&self.settings).inference_nice = value.get().unwrap_or(DEFAULT_INFERENCE_NICE)
+            }
+            "post-messages" => {
+                lock(&self.settings).post_messages = value.get().unwrap_or(DEFAULT_POST_MESSAGES)
+            }
             other => gst::warning!(CAT, imp = self, "Property {other} is not writable"),
         }
     }
@@ -469,6 +503,8 @@ impl ObjectImpl for AsyncDetect {
             "input-height" => settings.input_height.to_value(),
             "input-mean" => settings.input_mean.to_value(),
             "input-std" => settings.input_std.to_value(),
+            "post-messages" => settings.post_messages.to_value(),
+            "inference-nice" => settings.inference_nice.to_value(),
             "frames-in" => counter(&self.stats.frames_in),
             "frames-inferred" => counter(&self.stats.frames_inferred),
             "frames-skipped" => counter(&self.stats.frames_skipped),
@@ -662,6 +698,7 @@ impl BaseTransformImpl for AsyncDetect {
             seq,
             generation,
             filter: settings.filter.clone(),
+            post_messages: settings.post_messages,
         };
 
         if settings.mode == AsyncDetectMode::Sync {
