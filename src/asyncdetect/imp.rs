@@ -687,11 +687,14 @@ impl BaseTransformImpl for AsyncDetect {
             (state.shared.clone(), info, state.seq, state.arrival_interval)
         };
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-        let failed = shared.has_failed();
+        let worker::Snapshot {
+            latest,
+            generation,
+            failed,
+        } = shared.snapshot();
 
         // The worker gets a shallow copy (a new buffer sharing this one's memory), made only when
         // it is handed over and before our metas are added, so it carries none of them.
-        let generation = shared.generation();
         let make_job = || Job {
             buffer: buffer.to_owned(),
             info: info.clone(),
@@ -720,7 +723,7 @@ impl BaseTransformImpl for AsyncDetect {
         if !failed {
             shared.offer(make_job, arrival_interval);
         }
-        if let Some(result) = shared.latest() {
+        if let Some(result) = latest {
             let attached = Self::attach(buffer, &info, &result, settings.max_age);
             gst::log!(
                 CAT,

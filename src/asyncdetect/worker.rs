@@ -140,6 +140,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// See [`Shared::snapshot`].
+pub struct Snapshot {
+    pub latest: Option<Arc<InferenceResult>>,
+    pub generation: u64,
+    pub failed: bool,
+}
+
 /// What the streaming thread learns when it waits for a result in sync mode.
 pub enum WaitOutcome {
     Done(Option<Arc<InferenceResult>>),
@@ -164,9 +171,15 @@ impl Shared {
         }
     }
 
-    /// The current flush generation, to stamp jobs with.
-    pub fn generation(&self) -> u64 {
-        lock(&self.outcome).generation
+    /// What the streaming thread needs per buffer, in one short lock: the newest result, the flush
+    /// generation to stamp a new job with, and whether the worker has failed.
+    pub fn snapshot(&self) -> Snapshot {
+        let outcome = lock(&self.outcome);
+        Snapshot {
+            latest: outcome.latest.clone(),
+            generation: outcome.generation,
+            failed: outcome.failed,
+        }
     }
 
     /// Offers a frame in async mode. It goes into the slot if the worker is idle, if an older frame
@@ -230,15 +243,6 @@ impl Shared {
                 .wait(outcome)
                 .unwrap_or_else(|e| e.into_inner());
         }
-    }
-
-    /// The newest result, if any.
-    pub fn latest(&self) -> Option<Arc<InferenceResult>> {
-        lock(&self.outcome).latest.clone()
-    }
-
-    pub fn has_failed(&self) -> bool {
-        lock(&self.outcome).failed
     }
 
     /// FLUSH_START: forget results and the waiting frame; a sync-mode wait returns.
