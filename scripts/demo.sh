@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release --example detect_file
+cargo build --release --lib --example detect_file
 ./target/release/examples/detect_file target/media/bikes.mp4 "$@"
 echo
 echo "The plugin is target/release/libgstasyncdetect.so; try it with gst-launch-1.0:"

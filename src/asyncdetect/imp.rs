@@ -217,7 +217,11 @@ impl AsyncDetect {
             std: parse("input-std", &settings.input_std)?,
         };
         Ok(WorkerConfig {
-            nice: settings.inference_nice,
+            // In sync mode the video waits for the model anyway: yielding to it would only slow both.
+            nice: match settings.mode {
+                AsyncDetectMode::Async => settings.inference_nice,
+                AsyncDetectMode::Sync => 0,
+            },
             source,
             labels,
             options: ModelOptions {
@@ -392,9 +396,9 @@ impl ObjectImpl for AsyncDetect {
                 glib::ParamSpecInt::builder("inference-nice")
                     .nick("Inference niceness")
                     .blurb(
-                        "Scheduling niceness of the inference threads (0 to 19; never below the \
-                         process's own). Higher lets the video preempt the model at once when both want \
-                         the CPU.",
+                        "Scheduling niceness of the inference threads in async mode (0 to 19; never \
+                         below the process's own). Higher lets the video preempt the model at once when \
+                         both want the CPU. Sync mode keeps normal priority: the video waits anyway.",
                     )
                     .minimum(0)
                     .maximum(19)
