@@ -13,14 +13,18 @@ mod asyncdetect;
 pub mod convert;
 pub mod decode;
 pub mod detection;
+mod detectoverlay;
+pub mod draw;
 pub mod engine;
 pub mod labels;
 pub mod preprocess;
 
 pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode};
+pub use detectoverlay::DetectOverlay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    asyncdetect::register(plugin)
+    asyncdetect::register(plugin)?;
+    detectoverlay::register(plugin)
 }
 
 gst::plugin_define!(
