@@ -12,19 +12,23 @@ use gst::glib;
 mod asyncdetect;
 pub mod convert;
 pub mod decode;
+mod detectexport;
 pub mod detection;
 mod detectoverlay;
 pub mod draw;
 pub mod engine;
+pub mod export;
 pub mod labels;
 pub mod preprocess;
 
 pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode};
+pub use detectexport::DetectExport;
 pub use detectoverlay::DetectOverlay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     asyncdetect::register(plugin)?;
-    detectoverlay::register(plugin)
+    detectoverlay::register(plugin)?;
+    detectexport::register(plugin)
 }
 
 gst::plugin_define!(
