@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --lib
+# The RTSP test runs the rtsp_camera example as a program; `cargo test --all-targets` builds
+# examples only as test harnesses, so build the programs themselves first.
+cargo build --examples
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 # GLib criticals and warnings abort the test that caused them. The benchmark runs too, shortened

@@ -1,0 +1,226 @@
+//! Surveillance cameras over RTSP: detections logged per camera, optionally an annotated
+//! recording. A camera that drops or cannot be reached is retried with back-off (1 s doubling to
+//! 30 s) and picked up again when it returns, without restarting the process. Ctrl-C (or SIGTERM)
+//! sends EOS through every pipeline so recordings are finished cleanly.
+//!
+//!     cargo run --release --example rtsp_camera -- [--record DIR] [NAME=]rtsp://host/stream ... [property=value ...]
+//!
+//! Each recording is `DIR/NAME-N.mkv` (Matroska stays playable even if a camera drops mid-file).
+//! Extra `property=value` arguments are set on every `asyncdetect`.
+
+mod shared;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    // Only an atomic store: safe in a signal handler.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+struct Camera {
+    name: String,
+    url: String,
+}
+
+struct Options {
+    cameras: Vec<Camera>,
+    record: Option<std::path::PathBuf>,
+    properties: Vec<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let usage = "usage: rtsp_camera [--record DIR] [NAME=]rtsp://... [...] [property=value ...]";
+    let mut options = Options {
+        cameras: Vec::new(),
+        record: None,
+        properties: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--record" {
+            options.record = Some(args.next().ok_or(usage)?.into());
+        } else if let Some(at) = arg.find("rtsp://") {
+            let name = arg[..at].trim_end_matches('=');
+            let name = if name.is_empty() {
+                format!("cam{}", options.cameras.len())
+            } else {
+                name.to_string()
+            };
+            options.cameras.push(Camera {
+                name,
+                url: arg[at..].to_string(),
+            });
+        } else if arg.contains('=') {
+            options.properties.push(arg);
+        } else {
+            return Err(format!("unexpected argument {arg}\n{usage}"));
+        }
+    }
+    if options.cameras.is_empty() {
+        return Err(usage.into());
+    }
+    Ok(options)
+}
+
+fn main() {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("rtsp_camera: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = gst::init()
+        .map_err(|e| e.to_string())
+        .and_then(|_| gstasyncdetect::plugin_register_static().map_err(|e| e.to_string()))
+    {
+        eprintln!("rtsp_camera: {e}");
+        std::process::exit(1);
+    }
+    // SAFETY: installs a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, request_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
+    }
+    if let Some(dir) = &options.record
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("rtsp_camera: cannot create {}: {e}", dir.display());
+        std::process::exit(1);
+    }
+    let workers: Vec<_> = options
+        .cameras
+        .iter()
+        .map(|camera| {
+            let (name, url) = (camera.name.clone(), camera.url.clone());
+            let (record, properties) = (options.record.clone(), options.properties.clone());
+            std::thread::spawn(move || watch(&name, &url, record.as_deref(), &properties))
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    println!("all cameras stopped");
+}
+
+fn pipeline_for(
+    url: &str,
+    recording: Option<&std::path::Path>,
+    properties: &[String],
+) -> Result<gst::Pipeline, String> {
+    let tail = match recording {
+        None => "fakesink sync=false".to_string(),
+        Some(path) => format!(
+            "detectoverlay ! videoconvert ! openh264enc ! h264parse ! matroskamux ! filesink location=\"{}\"",
+            path.display()
+        ),
+    };
+    let description = format!(
+        "rtspsrc name=source latency=200 protocols=tcp ! decodebin ! videoconvert ! \
+         asyncdetect name=detect {} ! {tail}",
+        properties.join(" ")
+    );
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    pipeline
+        .by_name("source")
+        .ok_or("no rtspsrc")?
+        .set_property("location", url);
+    Ok(pipeline)
+}
+
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+/// Runs one camera until Ctrl-C, reconnecting whenever it is lost.
+fn watch(name: &str, url: &str, record: Option<&std::path::Path>, properties: &[String]) {
+    let mut backoff = Duration::from_secs(1);
+    let mut recordings = 0;
+    while !STOP.load(Ordering::SeqCst) {
+        println!("[{name}] connecting to {url}");
+        let recording = record.map(|dir| {
+            recordings += 1;
+            dir.join(format!("{name}-{recordings}.mkv"))
+        });
+        let ended = match pipeline_for(url, recording.as_deref(), properties) {
+            Ok(pipeline) => {
+                let ended = run(name, &pipeline, &mut backoff);
+                let _ = pipeline.set_state(gst::State::Null);
+                ended
+            }
+            Err(e) => Ended::Lost(format!("cannot build the pipeline: {e}")),
+        };
+        match ended {
+            Ended::Stopped => break,
+            Ended::Lost(reason) => {
+                println!(
+                    "[{name}] camera lost: {reason}; retrying in {} s",
+                    backoff.as_secs()
+                );
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !STOP.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    println!("[{name}] stopped");
+}
+
+fn run(name: &str, pipeline: &gst::Pipeline, backoff: &mut Duration) -> Ended {
+    let Some(bus) = pipeline.bus() else {
+        return Ended::Lost("no bus".into());
+    };
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        return Ended::Lost("cannot start".into());
+    }
+    let detect_src = pipeline.by_name("detect").and_then(|d| d.static_pad("src"));
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            // Finish files: EOS through the pipeline, then wait (bounded) for it to come out.
+            pipeline.send_event(gst::event::Eos::new());
+            let _ = bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(5),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            );
+            return Ended::Stopped;
+        }
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match message.view() {
+            gst::MessageView::Element(m) => {
+                let Some((timestamp, found)) = m.structure().and_then(shared::result_of) else {
+                    continue;
+                };
+                // Results flow again: the camera is back, so the next loss starts from a short wait.
+                *backoff = Duration::from_secs(1);
+                if found.is_empty() {
+                    continue;
+                }
+                let (width, height) = detect_src
+                    .as_ref()
+                    .and_then(|pad| pad.current_caps())
+                    .and_then(|caps| gst_video::VideoInfo::from_caps(&caps).ok())
+                    .map_or((1, 1), |info| (info.width(), info.height()));
+                let at = timestamp
+                    .map(|t| format!("{:.2}s", t.seconds_f64()))
+                    .unwrap_or_default();
+                println!("[{name}] {at:>8} {}", shared::describe(&found, width, height));
+            }
+            gst::MessageView::Eos(_) => return Ended::Lost("the stream ended".into()),
+            gst::MessageView::Error(e) => return Ended::Lost(e.error().to_string()),
+            _ => (),
+        }
+    }
+}
