@@ -48,15 +48,23 @@ fn start_server(port: u16) -> Child {
     server
 }
 
-/// The example binary, built by `cargo test` next to this test's own binary.
+/// The example program, built by `cargo build --examples` (scripts/test.sh) or plain `cargo test`
+/// next to this test's own binary.
 fn example(name: &str) -> PathBuf {
     let deps = std::env::current_exe().unwrap();
-    deps.parent()
+    let path = deps
+        .parent()
         .unwrap()
         .parent()
         .unwrap()
         .join("examples")
-        .join(name)
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --examples` first",
+        path.display()
+    );
+    path
 }
 
 /// Waits for a line containing `needle`, returning it.
@@ -85,7 +93,7 @@ fn cameras_are_watched_across_server_restarts() {
         .arg("threshold=0.5")
         .stdout(Stdio::piped())
         .spawn()
-        .expect("the rtsp_camera example is built by cargo test");
+        .expect("the rtsp_camera example runs");
     let (sender, lines) = channel();
     let stdout = camera.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
