@@ -120,14 +120,7 @@ fn run() -> Result<(), String> {
                 if found.is_empty() {
                     continue;
                 }
-                let (width, height) = detect_src
-                    .current_caps()
-                    .and_then(|caps| gst_video::VideoInfo::from_caps(&caps).ok())
-                    .map_or((1, 1), |info| (info.width(), info.height()));
-                let at = timestamp
-                    .map(|t| format!("{:.2}s", t.seconds_f64()))
-                    .unwrap_or_default();
-                println!("{at:>8}  {}", shared::describe(&found, width, height));
+                println!("{}", shared::log_line(Some(&detect_src), timestamp, &found));
             }
             gst::MessageView::Eos(_) => break,
             gst::MessageView::Error(e) => {

@@ -208,15 +208,10 @@ fn run(name: &str, pipeline: &gst::Pipeline, backoff: &mut Duration) -> Ended {
                 if found.is_empty() {
                     continue;
                 }
-                let (width, height) = detect_src
-                    .as_ref()
-                    .and_then(|pad| pad.current_caps())
-                    .and_then(|caps| gst_video::VideoInfo::from_caps(&caps).ok())
-                    .map_or((1, 1), |info| (info.width(), info.height()));
-                let at = timestamp
-                    .map(|t| format!("{:.2}s", t.seconds_f64()))
-                    .unwrap_or_default();
-                println!("[{name}] {at:>8} {}", shared::describe(&found, width, height));
+                println!(
+                    "[{name}] {}",
+                    shared::log_line(detect_src.as_ref(), timestamp, &found)
+                );
             }
             gst::MessageView::Eos(_) => return Ended::Lost("the stream ended".into()),
             gst::MessageView::Error(e) => return Ended::Lost(e.error().to_string()),

@@ -19,6 +19,7 @@ pub mod draw;
 pub mod engine;
 pub mod export;
 pub mod labels;
+mod pads;
 pub mod preprocess;
 
 pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode};

@@ -356,20 +356,11 @@ fn caps_change_uses_the_new_size_and_format() {
 #[test]
 fn sync_mode_infers_every_frame_before_eos() {
     init();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = playing_with_appsink(&format!(
         "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers=12 ! \
          video/x-raw,framerate=30/1 ! asyncdetect name=detect mode=sync ! appsink name=sink sync=false",
         data_path("data/person.jpg").display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    ));
     let mut frames = 0;
     while let Ok(sample) = sink.pull_sample() {
         let buffer = sample.buffer().unwrap();
@@ -434,22 +425,13 @@ fn seeking_never_attaches_results_from_before_the_seek() {
         "{} is missing: run scripts/setup.sh",
         clip.display()
     );
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = playing_with_appsink(&format!(
         // Decoding as fast as possible takes all the CPU; at the default niceness the model would
         // get only what the video leaves. This test is about flushing, so let it compete.
         "filesrc location={} ! decodebin ! videoconvert ! asyncdetect threshold=0.3 inference-nice=0 ! \
          appsink name=sink sync=false max-buffers=2",
         clip.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    ));
     let mut attached_total = 0;
     for (round, seconds) in [6u64, 1, 8, 0, 4, 2, 7, 3].into_iter().enumerate() {
         // Run a little so inference is busy when the seek comes.

@@ -18,22 +18,13 @@ fn temp_path(name: &str) -> PathBuf {
 fn lines_match_the_metas_on_the_buffers() {
     init();
     let output = temp_path("photo.jsonl");
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = playing_with_appsink(&format!(
         "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers=5 ! video/x-raw,framerate=30/1 ! \
          asyncdetect mode=sync threshold=0.3 ! detectexport name=export location={} source=cam1 ! \
          appsink name=sink sync=false",
         data_path("data/person.jpg").display(),
         output.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    ));
     let mut buffers = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
         let buffer = sample.buffer().unwrap();

@@ -15,20 +15,11 @@ const FORMATS: [&str; 19] = [
 
 /// A solid grey-blue frame in `format`, made by GStreamer.
 fn solid_frame(format: &str, width: u32, height: u32) -> (gst::Buffer, gst::Caps) {
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = playing_with_appsink(&format!(
         "videotestsrc num-buffers=1 pattern=solid-color foreground-color=0xff506070 ! \
          video/x-raw,format=AYUV,width={width},height={height} ! videoconvert ! \
          video/x-raw,format={format},width={width},height={height},framerate=30/1 ! appsink name=sink"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    ));
     let sample = sink.pull_sample().unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
     (sample.buffer_owned().unwrap(), sample.caps().unwrap().to_owned())

@@ -59,3 +59,17 @@ pub fn summary(found: &[Found]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// One log line for a result: "  1.28s  person 79% (159,1)-(381,272), ..." in pixels of the frames
+/// leaving `pad` (the detector's source pad).
+pub fn log_line(pad: Option<&gst::Pad>, timestamp: Option<gst::ClockTime>, found: &[Found]) -> String {
+    use gst::prelude::*;
+    let (width, height) = pad
+        .and_then(|pad| pad.current_caps())
+        .and_then(|caps| gst_video::VideoInfo::from_caps(&caps).ok())
+        .map_or((1, 1), |info| (info.width(), info.height()));
+    let at = timestamp
+        .map(|t| format!("{:.2}s", t.seconds_f64()))
+        .unwrap_or_default();
+    format!("{at:>8}  {}", describe(found, width, height))
+}

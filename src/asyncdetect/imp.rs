@@ -36,30 +36,6 @@ const DEFAULT_MAX_AGE: u64 = 0;
 const DEFAULT_POST_MESSAGES: bool = true;
 const DEFAULT_INFERENCE_NICE: i32 = 10;
 
-/// The raw formats the element accepts; GStreamer's video converter turns each into the model's
-/// input in one pass.
-const FORMATS: &[gst_video::VideoFormat] = &[
-    gst_video::VideoFormat::I420,
-    gst_video::VideoFormat::Yv12,
-    gst_video::VideoFormat::Nv12,
-    gst_video::VideoFormat::Nv21,
-    gst_video::VideoFormat::Y42b,
-    gst_video::VideoFormat::Y444,
-    gst_video::VideoFormat::Yuy2,
-    gst_video::VideoFormat::Uyvy,
-    gst_video::VideoFormat::Rgb,
-    gst_video::VideoFormat::Bgr,
-    gst_video::VideoFormat::Rgba,
-    gst_video::VideoFormat::Bgra,
-    gst_video::VideoFormat::Argb,
-    gst_video::VideoFormat::Abgr,
-    gst_video::VideoFormat::Rgbx,
-    gst_video::VideoFormat::Bgrx,
-    gst_video::VideoFormat::Xrgb,
-    gst_video::VideoFormat::Xbgr,
-    gst_video::VideoFormat::Gray8,
-];
-
 #[derive(Debug, Clone)]
 struct Settings {
     model_location: Option<String>,
@@ -540,18 +516,7 @@ impl ElementImpl for AsyncDetect {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(FORMATS.iter().copied())
-                .build();
-            let src = gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps);
-            let sink =
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps);
-            vec![
-                src.expect("valid src template"),
-                sink.expect("valid sink template"),
-            ]
-        });
+        static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(crate::pads::raw_video_templates);
         PAD_TEMPLATES.as_ref()
     }
 

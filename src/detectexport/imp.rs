@@ -293,13 +293,7 @@ impl ElementImpl for DetectExport {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new().any_features().build();
-            vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                    .expect("valid src template"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                    .expect("valid sink template"),
-            ]
+            crate::pads::same_caps_templates(&gst_video::VideoCapsBuilder::new().any_features().build())
         });
         PAD_TEMPLATES.as_ref()
     }

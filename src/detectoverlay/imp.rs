@@ -28,29 +28,6 @@ const DEFAULT_SHOW_CONFIDENCE: bool = true;
 const DEFAULT_SHOW_ID: bool = true;
 const DEFAULT_STALE_AGE: u64 = 500_000_000;
 
-/// Formats drawn in place: every 8-bit format whose components GStreamer can describe.
-const FORMATS: &[gst_video::VideoFormat] = &[
-    gst_video::VideoFormat::I420,
-    gst_video::VideoFormat::Yv12,
-    gst_video::VideoFormat::Nv12,
-    gst_video::VideoFormat::Nv21,
-    gst_video::VideoFormat::Y42b,
-    gst_video::VideoFormat::Y444,
-    gst_video::VideoFormat::Yuy2,
-    gst_video::VideoFormat::Uyvy,
-    gst_video::VideoFormat::Rgb,
-    gst_video::VideoFormat::Bgr,
-    gst_video::VideoFormat::Rgba,
-    gst_video::VideoFormat::Bgra,
-    gst_video::VideoFormat::Argb,
-    gst_video::VideoFormat::Abgr,
-    gst_video::VideoFormat::Rgbx,
-    gst_video::VideoFormat::Bgrx,
-    gst_video::VideoFormat::Xrgb,
-    gst_video::VideoFormat::Xbgr,
-    gst_video::VideoFormat::Gray8,
-];
-
 #[derive(Debug, Clone)]
 struct Settings {
     line_width: u32,
@@ -261,17 +238,7 @@ impl ElementImpl for DetectOverlay {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(FORMATS.iter().copied())
-                .build();
-            vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                    .expect("valid src template"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                    .expect("valid sink template"),
-            ]
-        });
+        static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(crate::pads::raw_video_templates);
         PAD_TEMPLATES.as_ref()
     }
 }

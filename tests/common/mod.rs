@@ -20,27 +20,30 @@ pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
 }
 
-/// The test photo (a person, a dog and a horse) decoded and scaled to `format` at `width`x`height`
-/// with GStreamer itself, as a real camera frame would arrive.
-pub fn photo_frame(format: &str, width: u32, height: u32) -> (gst::Buffer, gst::Caps) {
-    let description = format!(
-        "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! \
-         video/x-raw,format={format},width={width},height={height},pixel-aspect-ratio=1/1 ! \
-         appsink name=sink sync=false",
-        data_path("data/person.jpg").display()
-    );
-    let pipeline = gst::parse::launch(&description)
-        .expect("decode pipeline")
+/// Parses `description` (which must end in `appsink name=sink`), starts it and returns both.
+pub fn playing_with_appsink(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let pipeline = gst::parse::launch(description)
+        .expect("pipeline parses")
         .downcast::<gst::Pipeline>()
         .expect("a pipeline");
     let sink = pipeline
         .by_name("sink")
-        .expect("appsink")
+        .expect("appsink named sink")
         .downcast::<gst_app::AppSink>()
         .expect("an appsink");
-    pipeline
-        .set_state(gst::State::Playing)
-        .expect("decode pipeline plays");
+    pipeline.set_state(gst::State::Playing).expect("pipeline plays");
+    (pipeline, sink)
+}
+
+/// The test photo (a person, a dog and a horse) decoded and scaled to `format` at `width`x`height`
+/// with GStreamer itself, as a real camera frame would arrive.
+pub fn photo_frame(format: &str, width: u32, height: u32) -> (gst::Buffer, gst::Caps) {
+    let (pipeline, sink) = playing_with_appsink(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! \
+         video/x-raw,format={format},width={width},height={height},pixel-aspect-ratio=1/1 ! \
+         appsink name=sink sync=false",
+        data_path("data/person.jpg").display()
+    ));
     let sample = sink.pull_sample().expect("a decoded frame");
     pipeline
         .set_state(gst::State::Null)
