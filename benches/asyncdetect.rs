@@ -30,6 +30,13 @@ struct Config {
     full: bool,
 }
 
+/// Goals checked in a full run; any miss makes the program exit non-zero.
+static GOALS: std::sync::Mutex<Vec<(String, bool)>> = std::sync::Mutex::new(Vec::new());
+
+fn goal(name: String, met: bool) {
+    GOALS.lock().unwrap().push((name, met));
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -111,6 +118,13 @@ fn table_streaming(config: &Config) {
             let ours = streaming_cost("asyncdetect", format, width, height, buffers, false);
             let identity = streaming_cost("identity", format, width, height, buffers, false);
             print_row(&format!("{width}x{height} {format}"), &ours, &identity);
+            if width == 1920 {
+                let p99 = percentile(&ours, 0.99);
+                goal(
+                    format!("streaming p99 {} ms at 1080p {format} under 0.5 ms", ms(p99)),
+                    p99 < Duration::from_micros(500),
+                );
+            }
             if width == 1920 {
                 let ours = streaming_cost("asyncdetect", format, width, height, buffers / 3, true);
                 let identity = streaming_cost("identity", format, width, height, buffers / 3, true);
@@ -212,6 +226,13 @@ fn table_inference_rate(config: &Config) {
     println!(
         "| asyncdetect, imagefreeze repeating one frame (video ran at {frozen_fps:.0} fps) | {element_frozen:.1} | {:.2} |",
         element_frozen / plain
+    );
+    goal(
+        format!(
+            "inference rate {:.2} of the plain loop (free source) at least 0.95",
+            element_frozen / plain
+        ),
+        element_frozen / plain >= 0.95,
     );
 }
 
@@ -409,6 +430,320 @@ fn table_overlay(config: &Config) {
     }
 }
 
+/// Frames per second through `videotestsrc ! {element} ! fakesink sync=false`.
+fn throughput(element: &str, format: &str, width: u32, height: u32, buffers: u32) -> f64 {
+    let middle = if element.is_empty() {
+        String::new()
+    } else {
+        format!("{element} ! ")
+    };
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers={buffers} ! video/x-raw,format={format},width={width},height={height} ! \
+         {middle}fakesink sync=false"
+    ))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("pipeline");
+    let start = Instant::now();
+    run_to_eos(&pipeline);
+    buffers as f64 / start.elapsed().as_secs_f64()
+}
+
+fn table_throughput(config: &Config) {
+    let buffers = if config.full { 1500 } else { 30 };
+    println!(
+        "\n## 6. Pass-through throughput, `videotestsrc ! X ! fakesink sync=false` ({buffers} buffers, frames/s)\n"
+    );
+    println!("| input | without | identity | asyncdetect | asyncdetect / without |");
+    println!("|---|---|---|---|---|");
+    for (format, width, height) in [("I420", 640, 480), ("I420", 1920, 1080), ("RGBx", 1920, 1080)] {
+        let without = throughput("", format, width, height, buffers);
+        let identity = throughput("identity", format, width, height, buffers);
+        let ours = throughput("asyncdetect", format, width, height, buffers);
+        let ratio = ours / without;
+        println!("| {width}x{height} {format} | {without:.0} | {identity:.0} | {ours:.0} | {ratio:.2} |");
+        goal(
+            format!("throughput {width}x{height} {format} >= 0.95 of without ({ratio:.2})"),
+            ratio >= 0.95,
+        );
+    }
+}
+
+/// What reached a clock-synchronised sink from a live source in `seconds`.
+struct LiveRun {
+    expected: u64,
+    rendered: u64,
+    late: u64,
+    worst_gap: Duration,
+    ages: Vec<Duration>,
+    inferred: u64,
+    latency: Duration,
+}
+
+/// A live 1080p source at `fps` (the test photo, so there is something to detect) through
+/// `element` into `fakesink sync=true max-lateness=20ms`, as a video sink would drop late frames.
+fn live_run(element: &str, fps: u32, seconds: f64) -> LiveRun {
+    let middle = if element.is_empty() {
+        String::new()
+    } else {
+        format!("{element} name=detect ! ")
+    };
+    let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/person.jpg");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! video/x-raw,format=I420,width=1920,height=1080 ! \
+         imagefreeze is-live=true ! video/x-raw,framerate={fps}/1 ! {middle}\
+         fakesink name=sink sync=true max-lateness=20000000 signal-handoffs=true",
+        photo.display()
+    ))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("pipeline");
+    #[derive(Default)]
+    struct Seen {
+        rendered: u64,
+        arrived: u64,
+        last: Option<Instant>,
+        worst_gap: Duration,
+        ages: Vec<Duration>,
+    }
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let sink = pipeline.by_name("sink").expect("sink");
+    let arrivals = seen.clone();
+    sink.static_pad("sink")
+        .expect("pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let mut seen = arrivals.lock().unwrap();
+            seen.arrived += 1;
+            let now = Instant::now();
+            if let Some(last) = seen.last.replace(now) {
+                seen.worst_gap = seen.worst_gap.max(now - last);
+            }
+            if let Some(buffer) = info.buffer()
+                && let Some(meta) = buffer.meta::<gst_video::VideoRegionOfInterestMeta>()
+                && let Some(age) = meta.param("detection").and_then(|d| d.get::<i64>("age").ok())
+            {
+                seen.ages.push(Duration::from_nanos(age.max(0) as u64));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let renders = seen.clone();
+    sink.connect("handoff", false, move |_| {
+        renders.lock().unwrap().rendered += 1;
+        None
+    });
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    // Count from the first frame on, for `seconds`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().arrived == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    {
+        let mut seen = seen.lock().unwrap();
+        *seen = Seen {
+            last: seen.last,
+            ..Default::default()
+        };
+    }
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let detect = pipeline.by_name("detect");
+    let inferred = detect
+        .as_ref()
+        .map_or(0, |d| d.property::<u64>("frames-inferred"));
+    let latency = detect
+        .as_ref()
+        .map_or(0, |d| d.property::<u64>("inference-latency"));
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    pipeline.set_state(gst::State::Null).expect("stops");
+    let mut ages = seen.ages;
+    ages.sort();
+    LiveRun {
+        expected: (seconds * fps as f64).round() as u64,
+        rendered: seen.rendered,
+        late: seen.arrived - seen.rendered,
+        worst_gap: seen.worst_gap,
+        ages,
+        inferred,
+        latency: Duration::from_nanos(latency),
+    }
+}
+
+fn table_live(config: &Config) {
+    let seconds = if config.full { 60.0 } else { 2.0 };
+    println!("\n## 7. Live 1080p source into a clock-synchronised sink ({seconds} s each)\n");
+    println!("Late: arrived after its time + 20 ms and dropped by the sink (as a video sink would).\n");
+    println!(
+        "| source | element | expected | rendered on time | late, dropped | worst gap (ms) | inferences/s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut freshness = Vec::new();
+    for fps in [30, 60] {
+        for (name, element) in [
+            ("none", ""),
+            ("asyncdetect", "asyncdetect"),
+            ("asyncdetect mode=sync", "asyncdetect mode=sync"),
+        ] {
+            let run = live_run(element, fps, seconds);
+            println!(
+                "| 1080p{fps} | {name} | {} | {} | {} | {} | {:.1} |",
+                run.expected,
+                run.rendered,
+                run.late,
+                ms(run.worst_gap),
+                run.inferred as f64 / seconds
+            );
+            if name == "asyncdetect" {
+                let frame = Duration::from_secs_f64(1.0 / fps as f64);
+                goal(
+                    format!("live 1080p{fps}: no late frame ({})", run.late),
+                    run.late == 0,
+                );
+                goal(
+                    format!(
+                        "live 1080p{fps}: worst gap {} ms under two frames",
+                        ms(run.worst_gap)
+                    ),
+                    run.worst_gap < 2 * frame,
+                );
+                freshness.push((fps, run));
+            }
+        }
+    }
+    println!(
+        "\n## 8. Freshness: age of the attached result (frame time of the buffer minus that of the analysed frame)\n"
+    );
+    println!("| source | age p50 (ms) | age p99 (ms) | inference latency (ms) | latency + 1 frame (ms) |");
+    println!("|---|---|---|---|---|");
+    for (fps, run) in freshness {
+        let frame = Duration::from_secs_f64(1.0 / fps as f64);
+        let p99 = percentile(&run.ages, 0.99);
+        println!(
+            "| 1080p{fps} | {} | {} | {} | {} |",
+            ms(percentile(&run.ages, 0.5)),
+            ms(p99),
+            ms(run.latency),
+            ms(run.latency + frame)
+        );
+        goal(
+            format!(
+                "1080p{fps}: p99 age {} ms <= latency + 1 frame {} ms",
+                ms(p99),
+                ms(run.latency + frame)
+            ),
+            p99 <= run.latency + frame,
+        );
+    }
+}
+
+/// Runs the Python appsink + onnxruntime recipe; `None` when its environment is missing.
+fn python_recipe(model: &std::path::Path, fps: u32, seconds: f64) -> Option<(f64, f64)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/bench-venv/bin/python");
+    let output = std::process::Command::new(&python)
+        .arg(root.join("benches/blocking_recipe.py"))
+        .arg(model)
+        .arg(fps.to_string())
+        .arg(seconds.to_string())
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&output.stdout);
+    let value = |key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len() + 3..];
+        rest.split([',', '}']).next()?.trim().parse().ok()
+    };
+    Some((value("delivered_fps")?, value("detection_fps")?))
+}
+
+fn table_recipe(config: &Config) {
+    let seconds = if config.full { 30.0 } else { 2.0 };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    println!(
+        "\n## 9. Against the blocking recipe (Python appsink + onnxruntime per frame), live 1080p ({seconds} s each)\n"
+    );
+    println!(
+        "| model | source | recipe: video fps | recipe: detections/s | asyncdetect: video fps | asyncdetect: detections/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let models = [
+        (
+            "SSD MobileNet v2 (built in)",
+            root.join("models/ssd_mobilenet_v2_coco_quant.onnx"),
+            String::new(),
+        ),
+        (
+            "heavy stand-in, ~200 ms (tests/models/slow_ssd.onnx)",
+            root.join("tests/models/slow_ssd.onnx"),
+            format!(
+                "model-location={}",
+                root.join("tests/models/slow_ssd.onnx").display()
+            ),
+        ),
+    ];
+    for (name, path, property) in models {
+        for fps in [30, 60] {
+            let recipe = python_recipe(&path, fps, seconds);
+            let ours = live_run(&format!("asyncdetect {property}"), fps, seconds);
+            let (recipe_video, recipe_detect) = recipe.map_or(
+                ("n/a (run scripts/bench-env.sh)".to_string(), "n/a".to_string()),
+                |(v, d)| (format!("{v:.1}"), format!("{d:.1}")),
+            );
+            println!(
+                "| {name} | 1080p{fps} | {recipe_video} | {recipe_detect} | {:.1} | {:.1} |",
+                ours.rendered as f64 / seconds,
+                ours.inferred as f64 / seconds
+            );
+            if config.full {
+                goal(
+                    format!("recipe comparison ran for {name} at {fps} fps"),
+                    recipe.is_some(),
+                );
+            }
+        }
+    }
+}
+
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4)
+}
+
+fn table_memory(config: &Config) {
+    let seconds = if config.full { 600 } else { 3 };
+    let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/person.jpg");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! video/x-raw,format=I420,width=1920,height=1080 ! \
+         imagefreeze is-live=true ! video/x-raw,framerate=30/1 ! asyncdetect ! detectoverlay ! fakesink sync=true",
+        photo.display()
+    ))
+    .expect("pipeline");
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    let mut samples = Vec::new();
+    for _ in 0..seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        samples.push(resident_kib());
+    }
+    pipeline.set_state(gst::State::Null).expect("stops");
+    let first_minute = samples.get(59).or(samples.first()).copied().unwrap_or(0);
+    let last = samples.last().copied().unwrap_or(0);
+    let growth = last as i64 - first_minute as i64;
+    println!(
+        "\n## 10. Resident memory, live 1080p30 through asyncdetect and detectoverlay for {seconds} s\n"
+    );
+    println!("| at 1 min (MiB) | at end (MiB) | growth (KiB) | max (MiB) |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {:.1} | {:.1} | {growth} | {:.1} |",
+        first_minute as f64 / 1024.0,
+        last as f64 / 1024.0,
+        samples.iter().max().copied().unwrap_or(0) as f64 / 1024.0
+    );
+    goal(
+        format!("memory growth {growth} KiB from minute 1 to the end under 5 MB"),
+        growth < 5 * 1024,
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not.
     let config = Config {
@@ -430,16 +765,32 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let tables: [(&str, Table); 5] = [
+    let tables: [(&str, Table); 9] = [
         ("streaming", table_streaming),
         ("rate", table_inference_rate),
         ("preprocess", table_preprocessing),
         ("sharing", table_sharing),
         ("overlay", table_overlay),
+        ("throughput", table_throughput),
+        ("live", table_live),
+        ("recipe", table_recipe),
+        ("memory", table_memory),
     ];
     for (name, table) in tables {
         if chosen.is_empty() || chosen.iter().any(|c| c == name) {
             table(&config);
         }
+    }
+    let goals = GOALS.lock().unwrap().clone();
+    if !goals.is_empty() {
+        println!("\n## Goals\n");
+        for (name, met) in &goals {
+            println!("- [{}] {name}", if *met { "x" } else { " " });
+        }
+    }
+    let missed = goals.iter().filter(|(_, met)| !met).count();
+    if config.full && missed > 0 {
+        eprintln!("{missed} goal(s) missed");
+        std::process::exit(1);
     }
 }

@@ -8,6 +8,8 @@ cargo build --release --lib
 # The RTSP test runs the rtsp_camera example as a program; `cargo test --all-targets` builds
 # examples only as test harnesses, so build the programs themselves first.
 cargo build --examples
+# The benchmark's comparison with the Python appsink + onnxruntime recipe needs its environment.
+bash scripts/bench-env.sh
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 # GLib criticals and warnings abort the test that caused them. The benchmark runs too, shortened
