@@ -718,9 +718,12 @@ fn table_memory(config: &Config) {
     ))
     .expect("pipeline");
     pipeline.set_state(gst::State::Playing).expect("plays");
+    let bus = pipeline.bus().expect("bus");
     let mut samples = Vec::new();
     for _ in 0..seconds {
         std::thread::sleep(Duration::from_secs(1));
+        // Read the bus as an application does: unread messages (one per inference) would pile up.
+        while bus.pop().is_some() {}
         samples.push(resident_kib());
     }
     pipeline.set_state(gst::State::Null).expect("stops");
