@@ -1,4 +1,4 @@
-//! State changes: rapid start/stop cycles, pausing, and stopping while an inference runs. The
+//! State changes: 200 rapid start/stop cycles, pausing, and stopping while an inference runs. The
 //! inference thread is joined every time. Its own binary so the thread count below is only ours.
 
 mod common;
@@ -41,7 +41,7 @@ fn pipeline(description: &str) -> gst::Pipeline {
 fn start_stop_cycles_and_stopping_mid_inference() {
     init();
     let cycles = pipeline("videotestsrc ! video/x-raw,width=640,height=480 ! asyncdetect name=d ! fakesink");
-    for cycle in 0..40 {
+    for cycle in 0..200 {
         cycles.set_state(gst::State::Playing).unwrap();
         let (result, state, _) = cycles.state(gst::ClockTime::from_seconds(10));
         assert!(result.is_ok() && state == gst::State::Playing, "cycle {cycle}");

@@ -1,0 +1,289 @@
+//! Reliability: every buffer and event comes out as it went in, tiny and broken input is survived,
+//! and caps change mid-stream. Real pipelines, real model.
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+
+fn mode(name: &str) -> (&'static str, gst::glib::Value) {
+    let mode = if name == "sync" {
+        gstasyncdetect::AsyncDetectMode::Sync
+    } else {
+        gstasyncdetect::AsyncDetectMode::Async
+    };
+    ("mode", mode.to_value())
+}
+
+/// N buffers in, the same N out, in order, with timestamps, durations, flags and bytes unchanged:
+/// in both modes, with the built-in model and with a slow one (results pending most of the time).
+#[test]
+fn every_buffer_comes_out_unchanged() {
+    init();
+    let (frame, caps) = photo_frame("I420", 320, 212);
+    let slow = data_path("models/slow_ssd.onnx").display().to_string();
+    for mode_name in ["async", "sync"] {
+        for model in [None, Some(slow.as_str())] {
+            let mut properties = vec![mode(mode_name)];
+            if let Some(model) = model {
+                properties.push(("model-location", model.to_value()));
+            }
+            let count = if model.is_some() && mode_name == "sync" {
+                6
+            } else {
+                40
+            };
+            let mut h = harness(&properties, &caps);
+            let mut sent = Vec::new();
+            for i in 0..count {
+                let mut buffer = frame.copy_deep().unwrap();
+                {
+                    let b = buffer.get_mut().unwrap();
+                    b.set_pts(gst::ClockTime::from_mseconds(40 * i));
+                    b.set_dts(gst::ClockTime::from_mseconds(40 * i));
+                    b.set_duration(gst::ClockTime::from_mseconds(40));
+                    b.set_offset(i);
+                    let mut flags = gst::BufferFlags::empty();
+                    if i == 0 {
+                        flags |= gst::BufferFlags::DISCONT;
+                    }
+                    if i % 3 == 1 {
+                        flags |= gst::BufferFlags::DELTA_UNIT;
+                    }
+                    b.set_flags(flags);
+                    // Each frame's bytes are its own.
+                    b.map_writable().unwrap()[..8].copy_from_slice(&i.to_le_bytes());
+                }
+                sent.push(buffer.clone());
+                h.push(buffer).unwrap();
+            }
+            for (i, original) in sent.iter().enumerate() {
+                let out = h
+                    .pull()
+                    .unwrap_or_else(|_| panic!("{mode_name} {model:?}: buffer {i} missing"));
+                assert_eq!(out.pts(), original.pts(), "{mode_name}: order/timestamp of {i}");
+                assert_eq!(out.dts(), original.dts());
+                assert_eq!(out.duration(), original.duration());
+                assert_eq!(out.offset(), original.offset());
+                assert_eq!(out.flags(), original.flags(), "{mode_name}: flags of {i}");
+                assert!(
+                    out.map_readable().unwrap().as_slice() == original.map_readable().unwrap().as_slice(),
+                    "{mode_name}: bytes of {i} changed"
+                );
+            }
+            assert!(h.try_pull().is_none(), "{mode_name}: no extra buffer");
+        }
+    }
+}
+
+/// Every event passes, in order, in both modes, including flushes, gaps and custom events.
+#[test]
+fn events_pass_in_order() {
+    init();
+    let (frame, caps) = photo_frame("NV12", 160, 106);
+    for mode_name in ["async", "sync"] {
+        let mut h =
+            gst_check::Harness::with_element(&detector(&[mode(mode_name)]), Some("sink"), Some("src"));
+        h.set_src_caps(caps.clone());
+        let custom =
+            gst::event::CustomDownstream::new(gst::Structure::builder("my-event").field("n", 1i32).build());
+        let tags = gst::event::Tag::new(gst::TagList::new());
+        let gap = gst::event::Gap::builder(gst::ClockTime::from_seconds(1))
+            .duration(gst::ClockTime::from_mseconds(40))
+            .build();
+        for event in [tags, custom] {
+            assert!(h.push_event(event));
+        }
+        h.push(timestamped(&frame, 0)).unwrap();
+        assert!(h.push_event(gap));
+        assert!(h.push_event(gst::event::FlushStart::new()));
+        assert!(h.push_event(gst::event::FlushStop::new(true)));
+        assert!(h.push_event(gst::event::Segment::new(
+            &gst::FormattedSegment::<gst::ClockTime>::new()
+        )));
+        h.push(timestamped(&frame, 1)).unwrap();
+        assert!(h.push_event(gst::event::Eos::new()));
+
+        let mut seen = Vec::new();
+        while let Some(event) = h.try_pull_event() {
+            seen.push(event.type_());
+        }
+        use gst::EventType as E;
+        let expected = [
+            E::StreamStart,
+            E::Caps,
+            E::Segment,
+            E::Tag,
+            E::CustomDownstream,
+            E::Gap,
+            E::FlushStart,
+            E::FlushStop,
+            E::Segment,
+            E::Eos,
+        ];
+        assert_eq!(seen, expected, "{mode_name}");
+        assert_eq!(h.buffers_received(), 2, "{mode_name}");
+    }
+}
+
+/// 1x1, 3x7 and other tiny frames, and an empty buffer: passed through, never a panic.
+#[test]
+fn tiny_and_empty_frames_pass() {
+    init();
+    for mode_name in ["async", "sync"] {
+        for (format, width, height) in [
+            ("I420", 1, 1),
+            ("I420", 3, 7),
+            ("RGB", 1, 1),
+            ("NV12", 3, 7),
+            ("BGRx", 2, 2),
+        ] {
+            let caps = gst::Caps::builder("video/x-raw")
+                .field("format", format)
+                .field("width", width)
+                .field("height", height)
+                .field("framerate", gst::Fraction::new(30, 1))
+                .build();
+            let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+            let mut h = harness(&[mode(mode_name)], &caps);
+            for i in 0..5 {
+                h.push(timestamped(
+                    &gst::Buffer::from_mut_slice(vec![128u8; info.size()]),
+                    i,
+                ))
+                .unwrap();
+                assert_eq!(h.pull().unwrap().size(), info.size());
+            }
+            // A buffer with no memory at all.
+            h.push(timestamped(&gst::Buffer::new(), 5)).unwrap();
+            assert_eq!(
+                h.pull().unwrap().size(),
+                0,
+                "{format} {width}x{height} {mode_name}"
+            );
+        }
+    }
+}
+
+fn runs_to_eos(description: &str, seconds: u64) -> Result<(), String> {
+    let pipeline = gst::parse::launch(description).unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(seconds),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .ok_or("neither EOS nor an error in time")?;
+    pipeline.set_state(gst::State::Null).unwrap();
+    match message.view() {
+        gst::MessageView::Eos(_) => Ok(()),
+        gst::MessageView::Error(e) => Err(format!(
+            "{}: {}",
+            message.src().map(|s| s.path_string()).unwrap_or_default(),
+            e.error()
+        )),
+        _ => unreachable!(),
+    }
+}
+
+/// Garbage pixels from breakmydata: the detector keeps going.
+#[test]
+fn garbage_pixels_are_survived() {
+    init();
+    for mode_name in ["async", "sync"] {
+        runs_to_eos(
+            &format!(
+                "videotestsrc num-buffers=60 pattern=snow ! video/x-raw,format=I420,width=320,height=240 ! \
+                 breakmydata probability=0.5 seed=7 ! asyncdetect mode={mode_name} ! fakesink"
+            ),
+            60,
+        )
+        .unwrap_or_else(|e| panic!("{mode_name}: {e}"));
+    }
+}
+
+/// A corrupt compressed file in front of the decoder: whatever the demuxer or decoder make of it,
+/// asyncdetect itself neither fails nor hangs the pipeline.
+#[test]
+fn a_corrupt_file_in_front_of_the_decoder() {
+    init();
+    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
+    let mut bytes =
+        std::fs::read(&clip).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", clip.display()));
+    let mut state = 0x2545_f491u32;
+    let len = bytes.len();
+    for byte in &mut bytes[len / 10..] {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        if state.is_multiple_of(50) {
+            *byte = state as u8;
+        }
+    }
+    let corrupt = std::env::temp_dir().join(format!("asyncdetect-corrupt-{}.mp4", std::process::id()));
+    std::fs::write(&corrupt, bytes).unwrap();
+    let outcome = runs_to_eos(
+        &format!(
+            "filesrc location={} ! decodebin ! videoconvert ! asyncdetect ! fakesink",
+            corrupt.display()
+        ),
+        60,
+    );
+    let _ = std::fs::remove_file(&corrupt);
+    if let Err(error) = outcome {
+        assert!(
+            !error.contains("asyncdetect"),
+            "the detector failed on a corrupt file: {error}"
+        );
+    }
+}
+
+/// Resolution and format change mid-stream through a capsfilter whose caps change while playing:
+/// boxes come out in the new frame's pixels.
+#[test]
+fn caps_change_while_playing() {
+    init();
+    let (pipeline, sink) = playing_with_appsink(&format!(
+        "filesrc location={} ! jpegdec ! imagefreeze num-buffers=40 ! videoconvert ! videoscale ! \
+         capsfilter name=filter caps=video/x-raw,format=I420,width=640,height=424,framerate=30/1 ! \
+         asyncdetect mode=sync ! appsink name=sink sync=false max-buffers=1",
+        data_path("data/person.jpg").display()
+    ));
+    let filter = pipeline.by_name("filter").unwrap();
+    let mut sizes = Vec::new();
+    for i in 0..40 {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) else {
+            break;
+        };
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        let buffer = sample.buffer().unwrap();
+        let person = rois(buffer)
+            .into_iter()
+            .find(|r| r.label == "person")
+            .expect("a person");
+        assert!(
+            person.rect.0 + person.rect.2 <= info.width() && person.rect.1 + person.rect.3 <= info.height()
+        );
+        assert_eq!(
+            person.rect.0,
+            (person.norm[0] * info.width() as f64).round() as u32,
+            "frame {i}"
+        );
+        sizes.push((info.format(), info.width()));
+        if i == 10 {
+            filter.set_property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "BGRx")
+                    .field("width", 1280)
+                    .field("height", 848)
+                    .field("framerate", gst::Fraction::new(30, 1))
+                    .build(),
+            );
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(sizes.contains(&(gst_video::VideoFormat::I420, 640)));
+    assert!(sizes.contains(&(gst_video::VideoFormat::Bgrx, 1280)), "{sizes:?}");
+}
