@@ -81,6 +81,40 @@ impl Default for Settings {
     }
 }
 
+/// Which GStreamer error a configuration problem becomes.
+#[derive(Debug, Clone, Copy)]
+enum ConfigKind {
+    NotFound,
+    OpenRead,
+    Read,
+    Settings,
+    Failed,
+}
+
+/// Why the settings cannot be used: an error when starting, a warning on a hot reload.
+#[derive(Debug, Clone)]
+struct ConfigError {
+    kind: ConfigKind,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(kind: ConfigKind, message: String) -> Self {
+        ConfigError { kind, message }
+    }
+
+    fn to_error_message(&self) -> gst::ErrorMessage {
+        let message = &self.message;
+        match self.kind {
+            ConfigKind::NotFound => gst::error_msg!(gst::ResourceError::NotFound, ["{}", message]),
+            ConfigKind::OpenRead => gst::error_msg!(gst::ResourceError::OpenRead, ["{}", message]),
+            ConfigKind::Read => gst::error_msg!(gst::ResourceError::Read, ["{}", message]),
+            ConfigKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ["{}", message]),
+            ConfigKind::Failed => gst::error_msg!(gst::LibraryError::Failed, ["{}", message]),
+        }
+    }
+}
+
 /// Exists between `start()` and `stop()`.
 struct State {
     shared: Arc<Shared>,
@@ -115,37 +149,34 @@ impl AsyncDetect {
         settings.filter = Arc::new(filter);
     }
 
-    fn load_labels(settings: &Settings) -> Result<Labels, gst::ErrorMessage> {
+    fn load_labels(settings: &Settings) -> Result<Labels, ConfigError> {
         match (&settings.labels_location, &settings.model_location) {
             (Some(path), _) => {
                 let text = std::fs::read(path).map_err(|e| {
-                    gst::error_msg!(
-                        gst::ResourceError::OpenRead,
-                        ["Could not read labels file {}: {}", path, e]
+                    ConfigError::new(
+                        ConfigKind::OpenRead,
+                        format!("Could not read labels file {}: {}", path, e),
                     )
                 })?;
                 let text = String::from_utf8(text).map_err(|_| {
-                    gst::error_msg!(
-                        gst::ResourceError::Read,
-                        ["Labels file {} is not UTF-8 text", path]
+                    ConfigError::new(
+                        ConfigKind::Read,
+                        format!("Labels file {} is not UTF-8 text", path),
                     )
                 })?;
                 Labels::parse(&text).map_err(|e| {
-                    gst::error_msg!(
-                        gst::ResourceError::Read,
-                        ["Labels file {} is broken: {}", path, e]
-                    )
+                    ConfigError::new(ConfigKind::Read, format!("Labels file {} is broken: {}", path, e))
                 })
             }
             // The built-in model's names; another model without a labels file is labelled by id.
             (None, None) => Labels::parse(DEFAULT_LABELS).map_err(|e| {
-                gst::error_msg!(gst::LibraryError::Failed, ["Built-in labels are broken: {}", e])
+                ConfigError::new(ConfigKind::Failed, format!("Built-in labels are broken: {}", e))
             }),
             (None, Some(_)) => Ok(Labels::default()),
         }
     }
 
-    fn model_config(settings: &Settings) -> Result<WorkerConfig, gst::ErrorMessage> {
+    fn model_config(settings: &Settings) -> Result<WorkerConfig, ConfigError> {
         let labels = Self::load_labels(settings)?;
         let source = match &settings.model_location {
             None => ModelSource::BuiltIn,
@@ -153,21 +184,21 @@ impl AsyncDetect {
                 // Cheap checks here so a typo fails the state change at once; parsing the model
                 // happens on the inference thread.
                 let metadata = std::fs::metadata(path).map_err(|e| {
-                    gst::error_msg!(
-                        gst::ResourceError::NotFound,
-                        ["Could not open model {}: {}", path, e]
+                    ConfigError::new(
+                        ConfigKind::NotFound,
+                        format!("Could not open model {}: {}", path, e),
                     )
                 })?;
                 if !metadata.is_file() {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::OpenRead,
-                        ["Model {} is not a file", path]
+                    return Err(ConfigError::new(
+                        ConfigKind::OpenRead,
+                        format!("Model {} is not a file", path),
                     ));
                 }
                 std::fs::File::open(path).map_err(|e| {
-                    gst::error_msg!(
-                        gst::ResourceError::OpenRead,
-                        ["Could not read model {}: {}", path, e]
+                    ConfigError::new(
+                        ConfigKind::OpenRead,
+                        format!("Could not read model {}: {}", path, e),
                     )
                 })?;
                 ModelSource::File(PathBuf::from(path))
@@ -179,7 +210,7 @@ impl AsyncDetect {
                 .filter(|v| !v.trim().is_empty())
                 .map(parse_channel_values)
                 .transpose()
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["Invalid {}: {}", name, e]))
+                .map_err(|e| ConfigError::new(ConfigKind::Settings, format!("Invalid {}: {}", name, e)))
         };
         let input = InputOverrides {
             layout: None,
@@ -245,6 +276,25 @@ impl AsyncDetect {
         result.detections.len()
     }
 
+    /// Hot reload: while running, hands the worker the model the settings now name. What cannot
+    /// even be opened is reported at once and changes nothing.
+    fn reload_model(&self) {
+        let shared = lock(&self.state).as_ref().map(|s| s.shared.clone());
+        let Some(shared) = shared else { return };
+        let settings = self.settings();
+        match Self::model_config(&settings) {
+            Ok(config) => {
+                gst::info!(CAT, imp = self, "Switching to model {}", config.source);
+                shared.request_reload(config);
+            }
+            Err(e) => gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                ("Keeping the current model: {}", e.message)
+            ),
+        }
+    }
+
     fn shut_down_worker(&self) {
         let shared = lock(&self.state).as_ref().map(|s| s.shared.clone());
         if let Some(shared) = shared {
@@ -268,17 +318,20 @@ impl ObjectImpl for AsyncDetect {
                     .nick("Model location")
                     .blurb(
                         "Path of an ONNX detection model. Unset: the built-in SSD MobileNet v2 COCO \
-                         detector (80 classes).",
+                         detector (80 classes). Changing it while playing loads the new model on the \
+                         inference thread and swaps it in; if it fails, a warning is posted and the \
+                         current model keeps running.",
                     )
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("labels-location")
                     .nick("Labels location")
                     .blurb(
                         "Path of a class-names file: one `<id> <name>` or one bare name per line. \
-                         Unset: COCO names for the built-in model, class ids for other models.",
+                         Unset: COCO names for the built-in model, class ids for other models. \
+                         Changing it while playing reloads the model with the new names.",
                     )
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("onnxruntime-library")
                     .nick("ONNX Runtime library")
@@ -430,8 +483,14 @@ impl ObjectImpl for AsyncDetect {
                 .filter(|s| !s.is_empty())
         };
         match pspec.name() {
-            "model-location" => lock(&self.settings).model_location = optional_string(value),
-            "labels-location" => lock(&self.settings).labels_location = optional_string(value),
+            "model-location" => {
+                lock(&self.settings).model_location = optional_string(value);
+                self.reload_model();
+            }
+            "labels-location" => {
+                lock(&self.settings).labels_location = optional_string(value);
+                self.reload_model();
+            }
             "onnxruntime-library" => lock(&self.settings).onnxruntime_library = optional_string(value),
             "threshold" => {
                 let threshold = value.get::<f64>().unwrap_or(DEFAULT_THRESHOLD) as f32;
@@ -539,7 +598,7 @@ impl BaseTransformImpl for AsyncDetect {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings();
-        let config = Self::model_config(&settings)?;
+        let config = Self::model_config(&settings).map_err(|e| e.to_error_message())?;
         self.stats.reset();
         let shared = Arc::new(Shared::new(self.stats.clone()));
         gst::info!(CAT, imp = self, "Starting, model {}", config.source);

@@ -59,6 +59,14 @@ struct Mailbox {
     busy_since: Option<Instant>,
     /// Smoothed time per job (conversion + inference), to predict when the worker will be free.
     job_time: Option<Duration>,
+    /// A model to switch to (model-location changed while running).
+    reload: Option<WorkerConfig>,
+}
+
+/// What the worker does next.
+enum Work {
+    Frame(Job),
+    Reload(WorkerConfig),
 }
 
 #[derive(Default)]
@@ -278,23 +286,36 @@ impl Shared {
         self.result_published.notify_all();
     }
 
-    fn next_job(&self) -> Option<Job> {
+    fn next_work(&self) -> Option<Work> {
         let mut mailbox = lock(&self.mailbox);
         loop {
             if mailbox.shutdown {
                 return None;
             }
+            if let Some(config) = mailbox.reload.take() {
+                return Some(Work::Reload(config));
+            }
             if let Some(job) = mailbox.pending.take() {
                 mailbox.busy_since = Some(Instant::now());
-                return Some(job);
+                return Some(Work::Frame(job));
             }
             mailbox = self.job_posted.wait(mailbox).unwrap_or_else(|e| e.into_inner());
         }
     }
 
+    /// Asks the worker to load another model between frames; the current one keeps running until
+    /// the new one is ready, and stays if the new one fails.
+    pub fn request_reload(&self, config: WorkerConfig) {
+        let replaced = lock(&self.mailbox).reload.replace(config);
+        drop(replaced);
+        self.job_posted.notify_one();
+    }
+
+    /// A new model's first timing replaces what was learnt about the previous one.
     fn seed_estimate(&self, job_time: Duration) {
-        lock(&self.mailbox).job_time.get_or_insert(job_time);
-        smooth(&self.stats.inference_latency_ns, job_time);
+        lock(&self.mailbox).job_time = Some(job_time);
+        let nanos = job_time.as_nanos().min(u64::MAX as u128) as u64;
+        self.stats.inference_latency_ns.store(nanos, Ordering::Relaxed);
     }
 
     fn job_done(&self, elapsed: Duration) {
@@ -400,6 +421,7 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             Err(e) => gst::warning!(CAT, obj = element, "Could not lower the inference priority: {e}"),
         }
     }
+    let source = config.source.clone();
     let mut model = match Model::load(&config.source, config.labels, &config.options) {
         Ok(model) => model,
         Err(e) => {
@@ -416,37 +438,33 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             return;
         }
     };
-    let input = model.input().clone();
-    if let Some(element) = weak.upgrade() {
-        gst::info!(
-            CAT,
-            obj = element,
-            "Loaded {} in {:?}: input `{}` {:?} {:?} {}x{} {:?}, decoder {}",
-            config.source,
-            load_start.elapsed(),
-            input.name,
-            input.layout,
-            input.element_type,
-            input.width,
-            input.height,
-            input.channel_order,
-            model.decoder().name()
-        );
-        // One timed run on a blank frame seeds the latency estimate (sync mode reports it in the
-        // LATENCY query; async mode uses it to decide when to hand over the next frame).
-        let blank = vec![0u8; input.tensor_len()];
-        if let Ok((_, took)) = model.detect_timed(&blank, input.width * 3) {
-            shared.seed_estimate(took);
-        }
-        if post_latency {
-            // Sync mode's latency is now known: let the pipeline ask again.
-            let _ = element.post_message(gst::message::Latency::builder().src(&element).build());
-        }
-    }
-    let mut converter = FrameConverter::new(input.channel_order, input.width as u32, input.height as u32);
+    let mut converter = model_ready(weak, shared, &mut model, &source, load_start, post_latency);
     let mut warned_bad_frame = false;
 
-    while let Some(job) = shared.next_job() {
+    while let Some(work) = shared.next_work() {
+        let job = match work {
+            Work::Frame(job) => job,
+            Work::Reload(config) => {
+                let load_start = Instant::now();
+                match Model::load(&config.source, config.labels, &config.options) {
+                    Ok(new_model) => {
+                        model = new_model;
+                        converter =
+                            model_ready(weak, shared, &mut model, &config.source, load_start, post_latency);
+                    }
+                    Err(e) => {
+                        if let Some(element) = weak.upgrade() {
+                            gst::element_warning!(
+                                element,
+                                gst::LibraryError::Settings,
+                                ("Keeping the current model: {}", e)
+                            );
+                        }
+                    }
+                }
+                continue;
+            }
+        };
         let started = Instant::now();
         let (seq, generation, frame_pts, filter, post_messages) = (
             job.seq,
@@ -519,6 +537,45 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             let _ = element.post_message(message);
         }
     }
+}
+
+/// Logs a freshly loaded model, seeds the latency estimate with one timed run on a blank frame
+/// (sync mode reports it in the LATENCY query; async mode uses it to time hand-overs) and returns
+/// the converter for its input.
+fn model_ready(
+    weak: &glib::WeakRef<super::AsyncDetect>,
+    shared: &Shared,
+    model: &mut Model,
+    source: &ModelSource,
+    load_start: Instant,
+    post_latency: bool,
+) -> FrameConverter {
+    let input = model.input().clone();
+    let blank = vec![0u8; input.tensor_len()];
+    if let Ok((_, took)) = model.detect_timed(&blank, input.width * 3) {
+        shared.seed_estimate(took);
+    }
+    if let Some(element) = weak.upgrade() {
+        gst::info!(
+            CAT,
+            obj = element,
+            "Loaded {} in {:?}: input `{}` {:?} {:?} {}x{} {:?}, decoder {}",
+            source,
+            load_start.elapsed(),
+            input.name,
+            input.layout,
+            input.element_type,
+            input.width,
+            input.height,
+            input.channel_order,
+            model.decoder().name()
+        );
+        if post_latency {
+            // Sync mode's latency is now known: let the pipeline ask again.
+            let _ = element.post_message(gst::message::Latency::builder().src(&element).build());
+        }
+    }
+    FrameConverter::new(input.channel_order, input.width as u32, input.height as u32)
 }
 
 /// The `detection` structure used both in ROI metas and bus messages (DL Streamer's layout).
