@@ -445,13 +445,20 @@ fn seeking_never_attaches_results_from_before_the_seek() {
             .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, target)
             .unwrap_or_else(|e| panic!("round {round}: seek to {target}: {e}"));
         let mut first_pts: Option<gst::ClockTime> = None;
-        for _ in 0..25 {
+        // Until a few results came after the seek (how many frames that takes depends on the
+        // machine's load), or the clip ends.
+        let mut attached_this_round = 0;
+        for _ in 0..200 {
+            if attached_this_round >= 3 {
+                break;
+            }
             let Ok(sample) = sink.pull_sample() else { break };
             let buffer = sample.buffer().unwrap();
             let pts = buffer.pts().unwrap();
             let first = *first_pts.get_or_insert(pts);
             for roi in rois(buffer) {
                 attached_total += 1;
+                attached_this_round += 1;
                 let from = gst::ClockTime::from_nseconds(roi.frame_timestamp.unwrap());
                 assert!(
                     from >= first,

@@ -93,10 +93,9 @@ fn settings_and_models_change_while_playing() {
     while warnings.len() < 2 && Instant::now() < deadline {
         if let Some(message) =
             bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Warning])
+            && let gst::MessageView::Warning(w) = message.view()
         {
-            if let gst::MessageView::Warning(w) = message.view() {
-                warnings.push(w.error().to_string());
-            }
+            warnings.push(w.error().to_string());
         }
     }
     assert_eq!(warnings.len(), 2, "{warnings:?}");
