@@ -1,9 +1,10 @@
 //! The ONNX Runtime side: loading the runtime library once per process, building a session for a
 //! model and running it on a pre-processed image. No GStreamer types.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
@@ -120,9 +121,44 @@ pub struct ModelOptions {
     pub library: Option<PathBuf>,
 }
 
-/// A loaded model, ready to run. Owned by one thread at a time.
+/// What makes two loads the same session: the model's bytes (the built-in model, or a file as it
+/// is now) and the session settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey {
+    source: SourceKey,
+    threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SourceKey {
+    BuiltIn,
+    File {
+        path: PathBuf,
+        len: u64,
+        modified: Option<std::time::SystemTime>,
+    },
+}
+
+type SharedSession = Arc<Mutex<Session>>;
+
+/// Sessions in use, so elements running the same model share one copy of its weights and one
+/// thread pool. Held weakly: a session goes when its last model does.
+static SESSIONS: Lazy<Mutex<HashMap<SessionKey, Weak<Mutex<Session>>>>> = Lazy::new(Mutex::default);
+
+/// Counts the models (elements) using one session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionUsers(Weak<Mutex<Session>>);
+
+impl SessionUsers {
+    /// Models currently sharing the session (0 once it is gone).
+    pub fn count(&self) -> usize {
+        self.0.strong_count()
+    }
+}
+
+/// A loaded model, ready to run. Owned by one thread at a time; its session may be shared.
 pub struct Model {
-    session: Session,
+    session: SharedSession,
     input: InputSpec,
     decoder: Decoder,
     labels: Labels,
@@ -156,56 +192,60 @@ impl Model {
                 .with_inter_op_spinning(false)
                 .map_err(|e| e.to_string())
         };
-        let mut builder = configure().map_err(|e| {
-            EngineError::Model(format!("could not configure a session for model {source}: {e}"))
-        })?;
-        let session = match source {
-            ModelSource::BuiltIn => builder.commit_from_memory(DEFAULT_MODEL),
-            ModelSource::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    EngineError::Model(format!("could not read model {}: {e}", path.display()))
-                })?;
-                if bytes.is_empty() {
-                    return Err(EngineError::Model(format!(
-                        "model {} is an empty file",
-                        path.display()
-                    )));
+        let key = SessionKey {
+            source: match source {
+                ModelSource::BuiltIn => SourceKey::BuiltIn,
+                ModelSource::File(path) => {
+                    let metadata = std::fs::metadata(path).map_err(|e| {
+                        EngineError::Model(format!("could not read model {}: {e}", path.display()))
+                    })?;
+                    SourceKey::File {
+                        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+                        len: metadata.len(),
+                        modified: metadata.modified().ok(),
+                    }
                 }
-                builder.commit_from_memory(&bytes)
-            }
-        }
-        .map_err(|e| model_error("could not load", e))?;
-
-        let [input] = session.inputs() else {
-            return Err(EngineError::Model(format!(
-                "model {source} has {} inputs; only models with one image input are supported",
-                session.inputs().len()
-            )));
+            },
+            threads: options.threads,
         };
-        let (input_type, input_shape) = match input.dtype() {
-            ValueType::Tensor { ty, shape, .. } => (element_type(ty), shape.to_vec()),
-            other => {
-                return Err(EngineError::Model(format!(
-                    "model {source}: input `{}` is not a tensor ({other:?})",
-                    input.name()
-                )));
+        // Only model-loading threads take this lock, never a streaming thread; holding it while
+        // building keeps two elements from building the same session twice.
+        let mut sessions = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, session| session.strong_count() > 0);
+        let shared = match sessions.get(&key).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let mut builder = configure().map_err(|e| {
+                    EngineError::Model(format!("could not configure a session for model {source}: {e}"))
+                })?;
+                let session = match source {
+                    ModelSource::BuiltIn => builder.commit_from_memory(DEFAULT_MODEL),
+                    ModelSource::File(path) => {
+                        let bytes = std::fs::read(path).map_err(|e| {
+                            EngineError::Model(format!("could not read model {}: {e}", path.display()))
+                        })?;
+                        if bytes.is_empty() {
+                            return Err(EngineError::Model(format!(
+                                "model {} is an empty file",
+                                path.display()
+                            )));
+                        }
+                        builder.commit_from_memory(&bytes)
+                    }
+                }
+                .map_err(|e| model_error("could not load", e))?;
+                Arc::new(Mutex::new(session))
             }
         };
-        let input = InputSpec::from_model(input.name(), input_type, &input_shape, &options.input)
-            .map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
-        let outputs: Vec<OutputInfo> = session
-            .outputs()
-            .iter()
-            .map(|o| OutputInfo {
-                name: o.name().to_string(),
-                shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
-            })
-            .collect();
-        let decoder =
-            Decoder::for_outputs(&outputs).map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
+        let (input, decoder) = {
+            let session = shared.lock().unwrap_or_else(|e| e.into_inner());
+            describe(&session, source, options)?
+        };
+        sessions.insert(key, Arc::downgrade(&shared));
+        drop(sessions);
 
         let mut model = Model {
-            session,
+            session: shared,
             input,
             decoder,
             labels,
@@ -217,6 +257,11 @@ impl Model {
             .run_raw(&blank, model.input.width * 3)
             .map_err(|e| EngineError::Model(format!("model {source} failed its first run: {e}")))?;
         Ok(model)
+    }
+
+    /// How many models share this one's session.
+    pub fn session_users(&self) -> SessionUsers {
+        SessionUsers(Arc::downgrade(&self.session))
     }
 
     pub fn input(&self) -> &InputSpec {
@@ -260,22 +305,29 @@ impl Model {
     fn run_raw(&mut self, image: &[u8], stride: usize) -> Result<Vec<RawDetection>, EngineError> {
         let shape = self.input.tensor_shape();
         let inference_error = |e: ort::Error| EngineError::Inference(e.to_string());
+        let fill_error = |e: crate::preprocess::InputError| EngineError::Inference(e.to_string());
+        match self.input.element_type {
+            ElementType::U8 => self
+                .input
+                .fill_u8(image, stride, &mut self.u8_input)
+                .map_err(fill_error)?,
+            ElementType::F32 => self
+                .input
+                .fill_f32(image, stride, &mut self.f32_input)
+                .map_err(fill_error)?,
+        }
+        // A shared session runs one frame at a time; the lock is held only by inference threads.
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = match self.input.element_type {
             ElementType::U8 => {
-                self.input
-                    .fill_u8(image, stride, &mut self.u8_input)
-                    .map_err(|e| EngineError::Inference(e.to_string()))?;
                 let tensor =
                     TensorRef::from_array_view((shape, self.u8_input.as_slice())).map_err(inference_error)?;
-                self.session.run(ort::inputs![tensor]).map_err(inference_error)?
+                session.run(ort::inputs![tensor]).map_err(inference_error)?
             }
             ElementType::F32 => {
-                self.input
-                    .fill_f32(image, stride, &mut self.f32_input)
-                    .map_err(|e| EngineError::Inference(e.to_string()))?;
                 let tensor = TensorRef::from_array_view((shape, self.f32_input.as_slice()))
                     .map_err(inference_error)?;
-                self.session.run(ort::inputs![tensor]).map_err(inference_error)?
+                session.run(ort::inputs![tensor]).map_err(inference_error)?
             }
         };
         let arrays = outputs_as_f32(&outputs)?;
@@ -284,6 +336,43 @@ impl Model {
             .decode(&views)
             .map_err(|e| EngineError::Inference(format!("decoding the outputs failed: {e}")))
     }
+}
+
+/// Works out a session's input layout and output decoder, or explains why the model cannot be used.
+fn describe(
+    session: &Session,
+    source: &ModelSource,
+    options: &ModelOptions,
+) -> Result<(InputSpec, Decoder), EngineError> {
+    let [input] = session.inputs() else {
+        return Err(EngineError::Model(format!(
+            "model {source} has {} inputs; only models with one image input are supported",
+            session.inputs().len()
+        )));
+    };
+    let (input_type, input_shape) = match input.dtype() {
+        ValueType::Tensor { ty, shape, .. } => (element_type(ty), shape.to_vec()),
+        other => {
+            return Err(EngineError::Model(format!(
+                "model {source}: input `{}` is not a tensor ({other:?})",
+                input.name()
+            )));
+        }
+    };
+    let input = InputSpec::from_model(input.name(), input_type, &input_shape, &options.input)
+        .map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
+    let outputs: Vec<OutputInfo> = session
+        .outputs()
+        .iter()
+        .map(|o| OutputInfo {
+            name: o.name().to_string(),
+            shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
+        })
+        .collect();
+    let decoder =
+        Decoder::for_outputs(&outputs).map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
+
+    Ok((input, decoder))
 }
 
 /// Every output as f32, borrowing float outputs and converting integer ones (some exporters give

@@ -108,7 +108,8 @@ fn half_an_hour_of_real_time_video() {
     assert!(growth < 5 * 1024, "memory grew by {growth} KiB");
 }
 
-/// Eight detectors in one process, each on its own picture: each finds what is in its own frames.
+/// Eight detectors in one process, each on its own picture: each finds what is in its own frames,
+/// and they share one ONNX Runtime session (one copy of the weights).
 #[test]
 fn eight_pipelines_in_one_process() {
     init();
@@ -121,15 +122,31 @@ fn eight_pipelines_in_one_process() {
         let crop_left = (left * width as f64) as u32;
         let (pipeline, sink) = playing_with_appsink(&format!(
             "filesrc location={} ! jpegdec ! videoconvert ! videocrop left={crop_left} right={} ! \
-             imagefreeze num-buffers=20 ! video/x-raw,framerate=30/1 ! asyncdetect mode=sync threshold=0.5 ! \
+             imagefreeze num-buffers=20 ! video/x-raw,framerate=30/1 ! asyncdetect name=detect mode=sync threshold=0.5 ! \
              appsink name=sink sync=false",
             data_path("data/person.jpg").display(),
             width / 2 - crop_left
         ));
         pipelines.push((pipeline, sink, expected));
     }
+    // Once every one has a frame out, all have loaded the built-in model with the same settings:
+    // one session, one copy of the weights.
+    let firsts: Vec<gst::Sample> = pipelines
+        .iter()
+        .map(|(_, sink, _)| sink.pull_sample().unwrap())
+        .collect();
+    for ((pipeline, _, _), first) in pipelines.iter().zip(&firsts) {
+        assert!(!rois(first.buffer().unwrap()).is_empty());
+        assert_eq!(
+            pipeline
+                .by_name("detect")
+                .unwrap()
+                .property::<u32>("session-users"),
+            8
+        );
+    }
     for (pipeline, sink, expected) in &pipelines {
-        let mut frames = 0;
+        let mut frames = 1;
         while let Ok(sample) = sink.pull_sample() {
             let labels: Vec<String> = rois(sample.buffer().unwrap())
                 .into_iter()

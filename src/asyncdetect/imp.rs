@@ -464,6 +464,14 @@ impl ObjectImpl for AsyncDetect {
                     .minimum(0.0)
                     .read_only()
                     .build(),
+                glib::ParamSpecUInt::builder("session-users")
+                    .nick("Session users")
+                    .blurb(
+                        "Elements in this process sharing this element's ONNX Runtime session: elements \
+                         with the same model and threads share one copy of its weights (0 until loaded).",
+                    )
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt64::builder("inference-latency")
                     .nick("Inference latency")
                     .blurb("Smoothed time in nanoseconds from taking a frame to its result (conversion, model, decoding).")
@@ -549,6 +557,7 @@ impl ObjectImpl for AsyncDetect {
             "frames-skipped" => counter(&self.stats.frames_skipped),
             "inference-fps" => self.stats.inference_fps().to_value(),
             "inference-latency" => counter(&self.stats.inference_latency_ns),
+            "session-users" => (self.stats.session_users().min(u32::MAX as usize) as u32).to_value(),
             _ => {
                 gst::warning!(CAT, imp = self, "Unknown property {}", pspec.name());
                 pspec.default_value().clone()

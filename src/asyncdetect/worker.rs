@@ -92,6 +92,7 @@ pub struct Statistics {
     /// Smoothed colour conversion + scaling time, in nanoseconds.
     pub preprocess_latency_ns: AtomicU64,
     completions: Mutex<VecDeque<Instant>>,
+    session: Mutex<crate::engine::SessionUsers>,
 }
 
 const RATE_WINDOW: Duration = Duration::from_secs(2);
@@ -108,6 +109,11 @@ impl Statistics {
             counter.store(0, Ordering::Relaxed);
         }
         lock(&self.completions).clear();
+    }
+
+    /// Elements in this process sharing this one's ONNX Runtime session (0 before it is loaded).
+    pub fn session_users(&self) -> usize {
+        lock(&self.session).count()
     }
 
     /// Inferences finished per second over the last two seconds.
@@ -550,6 +556,7 @@ fn model_ready(
     load_start: Instant,
     post_latency: bool,
 ) -> FrameConverter {
+    *lock(&shared.stats.session) = model.session_users();
     let input = model.input().clone();
     let blank = vec![0u8; input.tensor_len()];
     if let Ok((_, took)) = model.detect_timed(&blank, input.width * 3) {
