@@ -275,24 +275,26 @@ fn async_mode_passes_every_buffer_and_attaches_newer_results() {
     );
 }
 
+/// Pushes copies of `frame` (about 100 a second) until one comes out carrying detections.
+fn push_until_detected(h: &mut gst_check::Harness, frame: &gst::Buffer) {
+    for i in 0..300 {
+        h.push(timestamped(frame, i)).unwrap();
+        if !rois(&h.pull().unwrap()).is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no result arrived in 300 frames");
+}
+
 #[test]
 fn max_age_drops_stale_results() {
     init();
     let (frame, caps) = photo_frame("I420", 320, 212);
     let mut h = harness(&[("max-age", 100_000_000u64.to_value())], &caps);
-    // Wait until a result exists.
-    let mut found = false;
-    for i in 0..300 {
-        h.push(timestamped(&frame, i)).unwrap();
-        if !rois(&h.pull().unwrap()).is_empty() {
-            found = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(found, "a result arrives");
-    // A buffer 10 s later in stream time must not carry a result from 10 s earlier: push it while
-    // the worker has nothing newer (it is given this frame only after attaching).
+    push_until_detected(&mut h, &frame);
+    // A buffer 1000 s later in stream time must not carry the result of a frame from then: the
+    // result attached to a buffer is always one computed before that buffer arrived.
     let mut late = timestamped(&frame, 0);
     late.get_mut()
         .unwrap()
@@ -307,16 +309,7 @@ fn flush_forgets_old_results() {
     init();
     let (frame, caps) = photo_frame("RGBA", 320, 212);
     let mut h = harness(&[], &caps);
-    let mut found = false;
-    for i in 0..300 {
-        h.push(timestamped(&frame, i)).unwrap();
-        if !rois(&h.pull().unwrap()).is_empty() {
-            found = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(found);
+    push_until_detected(&mut h, &frame);
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     h.push_event(gst::event::Segment::new(
