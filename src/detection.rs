@@ -1,6 +1,6 @@
 //! What a detector found, and the user's filter over it. No GStreamer types.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A box in normalised frame coordinates (0..1, origin top-left), independent of the frame size so
 /// one result can be attached to buffers of any resolution.
@@ -59,6 +59,8 @@ pub struct DetectionFilter {
     pub max_detections: usize,
     /// Keep only these labels (case-insensitive); empty keeps every class.
     pub classes: HashSet<String>,
+    /// Per-class thresholds (lower-case label → minimum confidence) overriding `threshold`.
+    pub class_thresholds: HashMap<String, f32>,
 }
 
 impl Default for DetectionFilter {
@@ -67,6 +69,7 @@ impl Default for DetectionFilter {
             threshold: 0.5,
             max_detections: 100,
             classes: HashSet::new(),
+            class_thresholds: HashMap::new(),
         }
     }
 }
@@ -80,11 +83,41 @@ impl DetectionFilter {
             .collect()
     }
 
-    /// Keeps what passes the threshold and class list, most confident first, at most `max_detections`.
+    /// Parses `"person=0.5, car=0.4"` into lower-case labels and thresholds in 0..=1.
+    pub fn parse_class_thresholds(list: &str) -> Result<HashMap<String, f32>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (label, value) = entry
+                    .rsplit_once('=')
+                    .ok_or_else(|| format!("`{entry}` is not `label=threshold`"))?;
+                let value: f32 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{}` in `{entry}` is not a number", value.trim()))?;
+                if !(0.0..=1.0).contains(&value) {
+                    return Err(format!(
+                        "threshold {value} for `{}` is outside 0..1",
+                        label.trim()
+                    ));
+                }
+                Ok((label.trim().to_lowercase(), value))
+            })
+            .collect()
+    }
+
+    /// Keeps what passes the threshold (its class's own, if set) and class list, most confident
+    /// first, at most `max_detections`.
     pub fn apply(&self, mut detections: Vec<Detection>) -> Vec<Detection> {
         detections.retain(|d| {
-            d.confidence >= self.threshold
-                && (self.classes.is_empty() || self.classes.contains(&d.label.to_lowercase()))
+            let label = d.label.to_lowercase();
+            let threshold = self
+                .class_thresholds
+                .get(&label)
+                .copied()
+                .unwrap_or(self.threshold);
+            d.confidence >= threshold && (self.classes.is_empty() || self.classes.contains(&label))
         });
         detections.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
         if self.max_detections > 0 {
@@ -144,6 +177,7 @@ mod tests {
             threshold: 0.4,
             max_detections: 2,
             classes: DetectionFilter::parse_classes(" Person,car,, "),
+            ..Default::default()
         };
         assert_eq!(filter.classes.len(), 2);
         let kept = filter.apply(vec![
@@ -158,11 +192,57 @@ mod tests {
     }
 
     #[test]
+    fn class_thresholds_override_the_threshold() {
+        let thresholds =
+            DetectionFilter::parse_class_thresholds(" Person=0.8, traffic light = 0.2 ,").unwrap();
+        assert_eq!(thresholds.len(), 2);
+        assert_eq!(thresholds["traffic light"], 0.2);
+        let filter = DetectionFilter {
+            threshold: 0.5,
+            max_detections: 0,
+            classes: HashSet::new(),
+            class_thresholds: thresholds,
+        };
+        let kept = filter.apply(vec![
+            detection("person", 0.7),
+            detection("person", 0.9),
+            detection("traffic light", 0.3),
+            detection("car", 0.4),
+            detection("car", 0.6),
+        ]);
+        let summary: Vec<_> = kept.iter().map(|d| (d.label.as_str(), d.confidence)).collect();
+        assert_eq!(
+            summary,
+            vec![("person", 0.9), ("car", 0.6), ("traffic light", 0.3)]
+        );
+    }
+
+    #[test]
+    fn broken_class_thresholds_are_explained() {
+        assert!(
+            DetectionFilter::parse_class_thresholds("person")
+                .unwrap_err()
+                .contains("label=threshold")
+        );
+        assert!(
+            DetectionFilter::parse_class_thresholds("person=high")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            DetectionFilter::parse_class_thresholds("person=1.5")
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(DetectionFilter::parse_class_thresholds("").unwrap().is_empty());
+    }
+
+    #[test]
     fn zero_limit_keeps_everything() {
         let filter = DetectionFilter {
             threshold: 0.0,
             max_detections: 0,
-            classes: HashSet::new(),
+            ..Default::default()
         };
         assert_eq!(filter.apply(vec![detection("a", 0.1); 150]).len(), 150);
     }

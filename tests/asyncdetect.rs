@@ -210,6 +210,39 @@ fn threshold_class_filter_and_limit() {
     ]);
     assert_eq!(one, vec!["person"], "the most confident one");
     assert!(labels_of(&[("threshold", 1.0f64.to_value())]).is_empty());
+    // The person (99.6 %) needs 99.9 % of its own; the others keep the general threshold.
+    let no_person = labels_of(&[
+        ("threshold", 0.3f64.to_value()),
+        ("class-thresholds", "Person=0.999".to_value()),
+    ]);
+    assert!(
+        !no_person.is_empty() && !no_person.contains(&"person".to_string()),
+        "{no_person:?}"
+    );
+    let only_person = labels_of(&[
+        ("threshold", 1.0f64.to_value()),
+        ("class-thresholds", "person=0.5".to_value()),
+    ]);
+    assert_eq!(only_person, vec!["person"]);
+}
+
+#[test]
+fn malformed_class_thresholds_are_refused_with_a_warning() {
+    init();
+    let element = detector(&[("class-thresholds", "car=0.4".to_value())]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    element.set_property("class-thresholds", "person=lots");
+    assert_eq!(
+        element.property::<String>("class-thresholds"),
+        "car=0.4",
+        "the previous list stays"
+    );
+    let warning = bus.pop_filtered(&[gst::MessageType::Warning]).expect("a warning");
+    let gst::MessageView::Warning(w) = warning.view() else {
+        unreachable!()
+    };
+    assert!(w.error().to_string().contains("person=lots"), "{}", w.error());
 }
 
 /// Async mode: every buffer passes (nothing held back), results arrive on later buffers, one bus

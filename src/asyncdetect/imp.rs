@@ -43,6 +43,7 @@ struct Settings {
     onnxruntime_library: Option<String>,
     filter: Arc<DetectionFilter>,
     labels_filter: String,
+    class_thresholds: String,
     threads: u32,
     mode: AsyncDetectMode,
     max_age: u64,
@@ -64,9 +65,10 @@ impl Default for Settings {
             filter: Arc::new(DetectionFilter {
                 threshold: DEFAULT_THRESHOLD as f32,
                 max_detections: DEFAULT_MAX_DETECTIONS as usize,
-                classes: Default::default(),
+                ..Default::default()
             }),
             labels_filter: String::new(),
+            class_thresholds: String::new(),
             threads: DEFAULT_THREADS,
             mode: DEFAULT_MODE,
             max_age: DEFAULT_MAX_AGE,
@@ -361,6 +363,15 @@ impl ObjectImpl for AsyncDetect {
                     .blurb("Comma-separated class names to report, e.g. \"person,car\" (case-insensitive). Empty: all classes.")
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("class-thresholds")
+                    .nick("Per-class thresholds")
+                    .blurb(
+                        "Thresholds for some classes, overriding `threshold` for them, e.g. \
+                         \"person=0.5,car=0.4\" (labels case-insensitive). A malformed list is refused \
+                         with a warning and the previous one stays.",
+                    )
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("threads")
                     .nick("Threads")
                     .blurb("ONNX Runtime intra-op threads for the model (0: ONNX Runtime's default, one per core).")
@@ -514,6 +525,20 @@ impl ObjectImpl for AsyncDetect {
                 lock(&self.settings).labels_filter = list;
                 self.update_filter(|f| f.classes = classes);
             }
+            "class-thresholds" => {
+                let list = optional_string(value).unwrap_or_default();
+                match DetectionFilter::parse_class_thresholds(&list) {
+                    Ok(thresholds) => {
+                        lock(&self.settings).class_thresholds = list;
+                        self.update_filter(|f| f.class_thresholds = thresholds);
+                    }
+                    Err(e) => gst::element_imp_warning!(
+                        self,
+                        gst::LibraryError::Settings,
+                        ("Ignoring class-thresholds \"{}\": {}", list, e)
+                    ),
+                }
+            }
             "threads" => lock(&self.settings).threads = value.get().unwrap_or(DEFAULT_THREADS),
             "mode" => lock(&self.settings).mode = value.get().unwrap_or(DEFAULT_MODE),
             "max-age" => lock(&self.settings).max_age = value.get().unwrap_or(DEFAULT_MAX_AGE),
@@ -542,6 +567,7 @@ impl ObjectImpl for AsyncDetect {
             "threshold" => (settings.filter.threshold as f64).to_value(),
             "max-detections" => (settings.filter.max_detections as u32).to_value(),
             "labels" => settings.labels_filter.to_value(),
+            "class-thresholds" => settings.class_thresholds.to_value(),
             "threads" => settings.threads.to_value(),
             "mode" => settings.mode.to_value(),
             "max-age" => settings.max_age.to_value(),
