@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --lib
-# The RTSP test runs the rtsp_camera example as a program; `cargo test --all-targets` builds
-# examples only as test harnesses, so build the programs themselves first.
-cargo build --examples
+# Some tests run programs: the rtsp_camera example, and gst-launch-1.0 loading the plugin from
+# target/debug. `cargo test --all-targets` builds examples only as test harnesses and the library
+# only for linking, so build the programs and the plugin itself first.
+cargo build --lib --examples
 # The benchmark's comparison with the Python appsink + onnxruntime recipe needs its environment.
 bash scripts/bench-env.sh
 cargo fmt --check

@@ -168,3 +168,83 @@ fn short_buffers_pass_with_a_warning() {
         "{warnings:?}"
     );
 }
+
+/// A labels file with fewer names than the model has classes: detections of the unnamed classes
+/// keep their id as label, and one warning names the file and the class.
+#[test]
+fn a_labels_file_with_too_few_names_is_reported() {
+    init();
+    let short = temp_file("short-labels.txt", b"0 person\n");
+    let (frame, caps) = photo_frame("I420", 640, 424);
+    let element = detector(&[
+        ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
+        ("labels-location", short.display().to_string().to_value()),
+        ("threshold", 0.3f64.to_value()),
+    ]);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps(caps);
+    for i in 0..3 {
+        h.push(timestamped(&frame, i)).unwrap();
+        let labels: Vec<String> = rois(&h.pull().unwrap()).into_iter().map(|r| r.label).collect();
+        assert!(
+            labels.contains(&"person".to_string()) && labels.len() >= 2,
+            "{labels:?}"
+        );
+        assert!(
+            labels.iter().any(|l| l.parse::<i32>().is_ok()),
+            "unnamed classes keep their id: {labels:?}"
+        );
+    }
+    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+        .map(|m| match m.view() {
+            gst::MessageView::Warning(w) => w.error().to_string(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(&short.display().to_string()) && warnings[0].contains("names 1 classes"),
+        "{warnings:?}"
+    );
+}
+
+/// An out-of-range value from gst-launch-1.0: GLib refuses it with a message naming the property;
+/// the pipeline still runs with the default, nothing aborts.
+#[test]
+fn out_of_range_values_from_gst_launch_are_refused() {
+    let plugin_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        plugin_dir.join("libgstasyncdetect.so").exists(),
+        "{} has no libgstasyncdetect.so: run `cargo build --lib` first",
+        plugin_dir.display()
+    );
+    let output = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=5",
+            "!",
+            "asyncdetect",
+            "threshold=2",
+            "!",
+            "fakesink",
+        ])
+        .env("GST_PLUGIN_PATH", &plugin_dir)
+        .env_remove("G_DEBUG")
+        .output()
+        .expect("gst-launch-1.0 runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("threshold") && stderr.contains("out of range"),
+        "{stderr}"
+    );
+}

@@ -287,3 +287,44 @@ fn caps_change_while_playing() {
     assert!(sizes.contains(&(gst_video::VideoFormat::I420, 640)));
     assert!(sizes.contains(&(gst_video::VideoFormat::Bgrx, 1280)), "{sizes:?}");
 }
+
+/// The ALLOCATION query from upstream reaches downstream through the element, in both modes.
+#[test]
+fn allocation_queries_are_forwarded() {
+    init();
+    for mode_name in ["async", "sync"] {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=3 ! video/x-raw,width=320,height=240 ! asyncdetect mode={mode_name} ! fakesink name=sink"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = seen.clone();
+        pipeline
+            .by_name("sink")
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, move |_, info| {
+                if let Some(query) = info.query()
+                    && let gst::QueryView::Allocation(_) = query.view()
+                {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        let bus = pipeline.bus().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            "{mode_name}: no allocation query reached the sink"
+        );
+    }
+}

@@ -226,6 +226,11 @@ impl AsyncDetect {
             std: parse("input-std", &settings.input_std)?,
         };
         Ok(WorkerConfig {
+            labels_origin: match (&settings.labels_location, &settings.model_location) {
+                (Some(path), _) => Some(format!("Labels file {path}")),
+                (None, None) => Some("The built-in COCO labels file".to_string()),
+                (None, Some(_)) => None,
+            },
             // In sync mode the video waits for the model anyway: yielding to it would only slow both.
             nice: match settings.mode {
                 AsyncDetectMode::Async => settings.inference_nice,

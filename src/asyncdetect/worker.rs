@@ -49,6 +49,8 @@ pub struct WorkerConfig {
     pub options: ModelOptions,
     /// Niceness of the inference threads (see `lower_priority`).
     pub nice: i32,
+    /// Where the labels came from, for messages ("labels file x.txt").
+    pub labels_origin: Option<String>,
 }
 
 #[derive(Default)]
@@ -428,6 +430,7 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
         }
     }
     let source = config.source.clone();
+    let mut labels_origin = config.labels_origin.clone();
     let mut model = match Model::load(&config.source, config.labels, &config.options) {
         Ok(model) => model,
         Err(e) => {
@@ -446,6 +449,7 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
     };
     let mut converter = model_ready(weak, shared, &mut model, &source, load_start, post_latency);
     let mut warned_bad_frame = false;
+    let mut warned_unnamed = false;
 
     while let Some(work) = shared.next_work() {
         let job = match work {
@@ -455,6 +459,8 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
                 match Model::load(&config.source, config.labels, &config.options) {
                     Ok(new_model) => {
                         model = new_model;
+                        labels_origin = config.labels_origin.clone();
+                        warned_unnamed = false;
                         converter =
                             model_ready(weak, shared, &mut model, &config.source, load_start, post_latency);
                     }
@@ -485,7 +491,30 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             Ok((frame, stride)) => {
                 let plane = frame.plane_data(0).unwrap_or(&[]);
                 match model.detect(plane, stride) {
-                    Ok(detections) => Some(filter.apply(detections)),
+                    Ok(detections) => {
+                        if !warned_unnamed
+                            && let Some(origin) = &labels_origin
+                            && let Some(unnamed) = detections
+                                .iter()
+                                .find(|d| model.labels().get(d.class_id).is_none())
+                        {
+                            // The labels file is shorter than the model's classes: say so once.
+                            warned_unnamed = true;
+                            if let Some(element) = weak.upgrade() {
+                                gst::element_warning!(
+                                    element,
+                                    gst::LibraryError::Settings,
+                                    (
+                                        "{} names {} classes but the model reported class {}: it is labelled by its id",
+                                        origin,
+                                        model.labels().len(),
+                                        unnamed.class_id
+                                    )
+                                );
+                            }
+                        }
+                        Some(filter.apply(detections))
+                    }
                     Err(e) => {
                         if let Some(element) = weak.upgrade() {
                             gst::element_error!(
