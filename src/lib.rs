@@ -12,6 +12,7 @@ use gst::glib;
 mod asyncdetect;
 pub mod convert;
 pub mod decode;
+mod detectblur;
 mod detectexport;
 pub mod detection;
 mod detectoverlay;
@@ -23,13 +24,15 @@ mod pads;
 pub mod preprocess;
 
 pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode};
+pub use detectblur::{DetectBlur, DetectBlurShape};
 pub use detectexport::DetectExport;
 pub use detectoverlay::DetectOverlay;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     asyncdetect::register(plugin)?;
     detectoverlay::register(plugin)?;
-    detectexport::register(plugin)
+    detectexport::register(plugin)?;
+    detectblur::register(plugin)
 }
 
 gst::plugin_define!(

@@ -1,5 +1,9 @@
-//! What the plugin's in-place video elements share: the raw formats they accept and their pad
-//! templates.
+//! What the plugin's in-place video elements share: the raw formats they accept, their pad
+//! templates, and a mapped frame described for the drawing code.
+
+use gst_video::prelude::*;
+
+use crate::draw::{Canvas, ColorModel, Component};
 
 /// 8-bit raw formats that GStreamer's video converter reads (asyncdetect) and whose components
 /// GStreamer describes for drawing (detectoverlay).
@@ -43,4 +47,35 @@ pub fn raw_video_templates() -> Vec<gst::PadTemplate> {
             .format_list(RAW_FORMATS.iter().copied())
             .build(),
     )
+}
+
+/// Describes the frame's planes for the drawing code.
+pub fn canvas<'a>(frame: &'a mut gst_video::VideoFrameRef<&mut gst::BufferRef>) -> Canvas<'a> {
+    let info = frame.info().clone();
+    let format = info.format_info();
+    let component = |c: usize| Component {
+        plane: format.plane()[c] as usize,
+        offset: format.poffset()[c] as usize,
+        pixel_stride: format.pixel_stride()[c] as usize,
+        w_sub: format.w_sub()[c],
+        h_sub: format.h_sub()[c],
+    };
+    let colour_components = if format.is_gray() { 1 } else { 3 };
+    let model = if !format.is_yuv() && !format.is_gray() {
+        ColorModel::Rgb
+    } else if info.colorimetry().matrix() == gst_video::VideoColorMatrix::Bt709 {
+        ColorModel::YuvBt709
+    } else {
+        ColorModel::YuvBt601
+    };
+    let strides = info.stride().iter().map(|&s| s as usize).collect();
+    Canvas {
+        components: (0..colour_components).map(component).collect(),
+        alpha: format.has_alpha().then(|| component(3)),
+        model,
+        width: info.width(),
+        height: info.height(),
+        strides,
+        planes: frame.planes_data_mut().into_iter().collect(),
+    }
 }

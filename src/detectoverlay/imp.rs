@@ -6,12 +6,9 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::draw::{
-    Annotation, Canvas, ColorModel, Component, Rect, TextRenderer, class_color, draw_annotations,
-};
+use crate::draw::{Annotation, Rect, TextRenderer, class_color, draw_annotations};
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(
@@ -104,37 +101,6 @@ fn annotations(buffer: &gst::BufferRef, settings: &Settings) -> Vec<Annotation> 
             }
         })
         .collect()
-}
-
-/// Describes the frame's planes for the drawing code.
-fn canvas<'a>(frame: &'a mut gst_video::VideoFrameRef<&mut gst::BufferRef>) -> Canvas<'a> {
-    let info = frame.info().clone();
-    let format = info.format_info();
-    let component = |c: usize| Component {
-        plane: format.plane()[c] as usize,
-        offset: format.poffset()[c] as usize,
-        pixel_stride: format.pixel_stride()[c] as usize,
-        w_sub: format.w_sub()[c],
-        h_sub: format.h_sub()[c],
-    };
-    let colour_components = if format.is_gray() { 1 } else { 3 };
-    let model = if !format.is_yuv() && !format.is_gray() {
-        ColorModel::Rgb
-    } else if info.colorimetry().matrix() == gst_video::VideoColorMatrix::Bt709 {
-        ColorModel::YuvBt709
-    } else {
-        ColorModel::YuvBt601
-    };
-    let strides = info.stride().iter().map(|&s| s as usize).collect();
-    Canvas {
-        components: (0..colour_components).map(component).collect(),
-        alpha: format.has_alpha().then(|| component(3)),
-        model,
-        width: info.width(),
-        height: info.height(),
-        strides,
-        planes: frame.planes_data_mut().into_iter().collect(),
-    }
 }
 
 #[glib::object_subclass]
@@ -300,7 +266,7 @@ impl BaseTransformImpl for DetectOverlay {
             );
             gst::FlowError::Error
         })?;
-        let mut canvas = canvas(&mut frame);
+        let mut canvas = crate::pads::canvas(&mut frame);
         draw_annotations(&mut canvas, &mut state.text, &annotations, line_width, font_size);
         gst::log!(CAT, imp = self, "Drew {} objects", annotations.len());
         Ok(gst::FlowSuccess::Ok)

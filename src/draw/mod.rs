@@ -291,6 +291,67 @@ impl Canvas<'_> {
         }
     }
 
+    /// Pixelates `rect` (clipped to the frame): every `block` x `block` cell takes the mean of its
+    /// pixels, in each component plane (subsampled planes use proportionally smaller cells). With
+    /// `ellipse`, only the pixels inside the ellipse inscribed in `rect` change. Alpha is kept.
+    pub fn pixelate(&mut self, rect: Rect, block: u32, ellipse: bool) {
+        let Some((x0, y0, x1, y1)) = rect.clip(self.width, self.height) else {
+            return;
+        };
+        let block = block.max(1);
+        // The ellipse is that of the unclipped rectangle, tested at pixel centres.
+        let (cx, cy) = (
+            rect.x as f64 + rect.w as f64 / 2.0,
+            rect.y as f64 + rect.h as f64 / 2.0,
+        );
+        let (rx, ry) = ((rect.w as f64 / 2.0).max(0.5), (rect.h as f64 / 2.0).max(0.5));
+        let inside = |x: u32, y: u32| {
+            !ellipse || {
+                let dx = (x as f64 + 0.5 - cx) / rx;
+                let dy = (y as f64 + 0.5 - cy) / ry;
+                dx * dx + dy * dy <= 1.0
+            }
+        };
+        for component in self.components.clone() {
+            let (xs, ys) = (1u32 << component.w_sub, 1u32 << component.h_sub);
+            // Cells are aligned to the subsampling grid so each sample belongs to one cell.
+            let (cell_w, cell_h) = (block.max(xs), block.max(ys));
+            let mut by = y0 - y0 % ys;
+            while by < y1 {
+                let mut bx = x0 - x0 % xs;
+                while bx < x1 {
+                    let samples: Vec<(u32, u32)> = (by..(by + cell_h).min(y1))
+                        .step_by(ys as usize)
+                        .flat_map(|y| {
+                            (bx..(bx + cell_w).min(x1))
+                                .step_by(xs as usize)
+                                .map(move |x| (x, y))
+                        })
+                        .collect();
+                    let sum: u32 = samples
+                        .iter()
+                        .map(|&(x, y)| self.get(component, x, y) as u32)
+                        .sum();
+                    let mean = (sum + samples.len() as u32 / 2) / samples.len().max(1) as u32;
+                    for &(x, y) in &samples {
+                        if inside(x, y) {
+                            self.put(component, x, y, mean as u8, 255);
+                        }
+                    }
+                    bx += cell_w;
+                }
+                by += cell_h;
+            }
+        }
+    }
+
+    fn get(&self, component: Component, x: u32, y: u32) -> u8 {
+        let index = component.offset
+            + (x >> component.w_sub) as usize * component.pixel_stride
+            + (y >> component.h_sub) as usize * self.strides[component.plane];
+        self.planes[component.plane].get(index).copied().unwrap_or(0)
+    }
+
     /// Blends `color` through a coverage mask whose top-left corner goes at (`x`, `y`).
     /// Subsampled components take the mean coverage of the pixels they stand for.
     pub fn blend_mask(&mut self, x: i64, y: i64, mask: &Mask, color: Rgb) {
@@ -425,6 +486,45 @@ mod tests {
                 model: ColorModel::YuvBt601,
                 width,
                 height,
+            }
+        }
+    }
+
+    #[test]
+    fn pixelation_averages_cells_and_stays_in_its_rectangle() {
+        let mut frame = Frame::i420(16, 8);
+        for (i, v) in frame.planes[0].iter_mut().enumerate() {
+            *v = (i * 7 % 251) as u8;
+        }
+        let before = frame.planes[0].clone();
+        let mut canvas = frame.canvas(16, 8);
+        canvas.pixelate(
+            Rect {
+                x: 4,
+                y: 2,
+                w: 8,
+                h: 4,
+            },
+            4,
+            false,
+        );
+        drop(canvas);
+        let luma = &frame.planes[0];
+        for y in 0..8 {
+            for x in 0..16 {
+                let i = y * 16 + x;
+                if (4..12).contains(&x) && (2..6).contains(&y) {
+                    // Each 4x4 cell holds one value, the rounded mean of what was there.
+                    let (cx, cy) = (4 + (x - 4) / 4 * 4, 2);
+                    let before = &before;
+                    let cell: Vec<u32> = (cy..cy + 4)
+                        .flat_map(|yy| (cx..cx + 4).map(move |xx| before[yy * 16 + xx] as u32))
+                        .collect();
+                    let mean = (cell.iter().sum::<u32>() + 8) / 16;
+                    assert_eq!(luma[i] as u32, mean, "({x},{y})");
+                } else {
+                    assert_eq!(luma[i], before[i], "({x},{y}) outside changed");
+                }
             }
         }
     }

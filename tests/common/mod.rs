@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use gst::glib;
 use gst::prelude::*;
+use gst_video::prelude::*;
 
 pub fn init() {
     static INIT: Once = Once::new();
@@ -19,6 +20,12 @@ pub fn init() {
 pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
 }
+
+/// Every raw format the drawing elements take.
+pub const ALL_FORMATS: [&str; 19] = [
+    "I420", "YV12", "NV12", "NV21", "Y42B", "Y444", "YUY2", "UYVY", "RGB", "BGR", "RGBA", "BGRA", "ARGB",
+    "ABGR", "RGBx", "BGRx", "xRGB", "xBGR", "GRAY8",
+];
 
 /// Parses `description` (which must end in `appsink name=sink`), starts it and returns both.
 pub fn playing_with_appsink(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
@@ -143,4 +150,55 @@ pub fn wait_for_error(bus: &gst::Bus, seconds: u64) -> Option<String> {
         gst::MessageView::Error(e) => Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default())),
         _ => None,
     }
+}
+
+/// A solid grey-blue frame in `format`, made by GStreamer.
+pub fn solid_frame(format: &str, width: u32, height: u32) -> (gst::Buffer, gst::Caps) {
+    let (pipeline, sink) = playing_with_appsink(&format!(
+        "videotestsrc num-buffers=1 pattern=solid-color foreground-color=0xff506070 ! \
+         video/x-raw,format=AYUV,width={width},height={height} ! videoconvert ! \
+         video/x-raw,format={format},width={width},height={height},framerate=30/1 ! appsink name=sink"
+    ));
+    let sample = sink.pull_sample().unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    (sample.buffer_owned().unwrap(), sample.caps().unwrap().to_owned())
+}
+
+/// Component `c` of pixel (x, y), read through GStreamer's description of the format.
+pub fn component(
+    frame: &gst_video::VideoFrame<gst_video::video_frame::Readable>,
+    c: u32,
+    x: u32,
+    y: u32,
+) -> u8 {
+    let info = frame.format_info();
+    let data = frame.comp_data(c).unwrap();
+    let (xs, ys) = (x >> info.w_sub()[c as usize], y >> info.h_sub()[c as usize]);
+    let index = ys as usize * frame.comp_stride(c) as usize + xs as usize * frame.comp_pstride(c) as usize;
+    // comp_data() already starts at the component's offset within the pixel group.
+    data[index]
+}
+
+/// The pixels whose main components (Y, or R/G/B) differ between two frames.
+pub fn changed_pixels(before: &gst::Buffer, after: &gst::Buffer, caps: &gst::Caps) -> Vec<(u32, u32)> {
+    let info = gst_video::VideoInfo::from_caps(caps).unwrap();
+    let a = gst_video::VideoFrame::from_buffer_readable(before.clone(), &info).unwrap();
+    let b = gst_video::VideoFrame::from_buffer_readable(after.clone(), &info).unwrap();
+    let main: Vec<u32> = if info.format_info().is_yuv() || info.format_info().is_gray() {
+        vec![0]
+    } else {
+        vec![0, 1, 2]
+    };
+    let mut changed = Vec::new();
+    for y in 0..info.height() {
+        for x in 0..info.width() {
+            if main
+                .iter()
+                .any(|&c| component(&a, c, x, y) != component(&b, c, x, y))
+            {
+                changed.push((x, y));
+            }
+        }
+    }
+    changed
 }
