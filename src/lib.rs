@@ -22,8 +22,9 @@ pub mod export;
 pub mod labels;
 mod pads;
 pub mod preprocess;
+pub mod track;
 
-pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode};
+pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode, AsyncDetectTracking};
 pub use detectblur::{DetectBlur, DetectBlurShape};
 pub use detectexport::DetectExport;
 pub use detectoverlay::DetectOverlay;

@@ -14,7 +14,7 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use super::worker::{self, Job, Shared, Statistics, WaitOutcome, WorkerConfig};
-use super::{AsyncDetectChannelOrder, AsyncDetectMode};
+use super::{AsyncDetectChannelOrder, AsyncDetectMode, AsyncDetectTracking};
 use crate::detection::DetectionFilter;
 use crate::engine::{DEFAULT_LABELS, ModelOptions, ModelSource};
 use crate::labels::Labels;
@@ -35,6 +35,10 @@ const DEFAULT_MODE: AsyncDetectMode = AsyncDetectMode::Async;
 const DEFAULT_MAX_AGE: u64 = 0;
 const DEFAULT_POST_MESSAGES: bool = true;
 const DEFAULT_INFERENCE_NICE: i32 = 10;
+const DEFAULT_TRACKING: AsyncDetectTracking = AsyncDetectTracking::None;
+const DEFAULT_TRACK_LOST_TIME: u64 = 1_000_000_000;
+/// Predicted boxes are moved forward at most this far: past it, a velocity is a guess.
+const MAX_PREDICTION: f64 = 1.0;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -54,6 +58,8 @@ struct Settings {
     input_std: Option<String>,
     post_messages: bool,
     inference_nice: i32,
+    tracking: AsyncDetectTracking,
+    track_lost_time: u64,
 }
 
 impl Default for Settings {
@@ -79,6 +85,8 @@ impl Default for Settings {
             input_std: None,
             post_messages: DEFAULT_POST_MESSAGES,
             inference_nice: DEFAULT_INFERENCE_NICE,
+            tracking: DEFAULT_TRACKING,
+            track_lost_time: DEFAULT_TRACK_LOST_TIME,
         }
     }
 }
@@ -268,17 +276,39 @@ impl AsyncDetect {
             .max()
             .unwrap_or(0);
         for (index, detection) in result.detections.iter().enumerate() {
-            let rect = detection.bbox.to_pixels(info.width(), info.height());
-            let mut params = worker::detection_structure(detection);
+            let track = result.tracks.get(index);
+            let ahead = age
+                .filter(|&age| result.predict && age > 0)
+                .map(|age| (age as f64 / 1e9).min(MAX_PREDICTION));
+            let mut shown = detection.clone();
+            if let (Some((_, velocity)), Some(seconds)) = (track, ahead) {
+                shown.bbox = crate::track::predict(&detection.bbox, velocity, seconds);
+            }
+            let rect = shown.bbox.to_pixels(info.width(), info.height());
+            let mut params = worker::detection_structure(&shown);
             if let Some(then) = result.frame_pts {
                 params.set("frame_timestamp", then.nseconds());
             }
             if let Some(age) = age {
                 params.set("age", age);
             }
+            if track.is_some() && ahead.is_some() {
+                params.set("predicted", true);
+            }
             let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &detection.label, rect);
-            meta.set_id(first_id + index as i32);
+            // A tracked object's ROI id is its track id, unless other elements' ROIs are there.
+            match track {
+                Some((id, _)) if first_id == 0 => meta.set_id(*id as i32),
+                _ => meta.set_id(first_id + index as i32),
+            }
             meta.add_param(params);
+            if let Some((id, _)) = track {
+                meta.add_param(
+                    gst::Structure::builder("object_id")
+                        .field("id", *id as i32)
+                        .build(),
+                );
+            }
         }
         result.detections.len()
     }
@@ -438,6 +468,21 @@ impl ObjectImpl for AsyncDetect {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default::<AsyncDetectTracking>("tracking", DEFAULT_TRACKING)
+                    .nick("Tracking")
+                    .blurb(
+                        "none: results as detected. iou: each object keeps an id while in view (ROI id and \
+                         an `object_id` parameter). predict: ids, and on buffers between inferences boxes \
+                         are moved forward from each object's velocity (marked `predicted`).",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("track-lost-time")
+                    .nick("Track lost time")
+                    .blurb("Nanoseconds an object may go undetected and still keep its id when it is seen again.")
+                    .default_value(DEFAULT_TRACK_LOST_TIME)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecInt::builder("inference-nice")
                     .nick("Inference niceness")
                     .blurb(
@@ -555,6 +600,10 @@ impl ObjectImpl for AsyncDetect {
             "inference-nice" => {
                 lock(&self.settings).inference_nice = value.get().unwrap_or(DEFAULT_INFERENCE_NICE)
             }
+            "tracking" => lock(&self.settings).tracking = value.get().unwrap_or(DEFAULT_TRACKING),
+            "track-lost-time" => {
+                lock(&self.settings).track_lost_time = value.get().unwrap_or(DEFAULT_TRACK_LOST_TIME)
+            }
             "post-messages" => {
                 lock(&self.settings).post_messages = value.get().unwrap_or(DEFAULT_POST_MESSAGES)
             }
@@ -583,6 +632,8 @@ impl ObjectImpl for AsyncDetect {
             "input-std" => settings.input_std.to_value(),
             "post-messages" => settings.post_messages.to_value(),
             "inference-nice" => settings.inference_nice.to_value(),
+            "tracking" => settings.tracking.to_value(),
+            "track-lost-time" => settings.track_lost_time.to_value(),
             "frames-in" => counter(&self.stats.frames_in),
             "frames-inferred" => counter(&self.stats.frames_inferred),
             "frames-skipped" => counter(&self.stats.frames_skipped),
@@ -770,6 +821,8 @@ impl BaseTransformImpl for AsyncDetect {
             generation,
             filter: settings.filter.clone(),
             post_messages: settings.post_messages,
+            tracking: settings.tracking,
+            track_lost_time: settings.track_lost_time as f64 / 1e9,
         };
 
         if settings.mode == AsyncDetectMode::Sync {

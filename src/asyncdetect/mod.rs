@@ -51,9 +51,30 @@ pub enum AsyncDetectChannelOrder {
     Bgr,
 }
 
+/// What `asyncdetect` does across frames.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAsyncDetectTracking")]
+pub enum AsyncDetectTracking {
+    /// Each result stands alone.
+    #[default]
+    #[enum_value(name = "None: results as detected, no ids", nick = "none")]
+    None,
+    /// Objects keep an id while they stay in view (IoU association).
+    #[enum_value(name = "IoU: stable object ids", nick = "iou")]
+    Iou,
+    /// Ids, and boxes moved forward to each buffer's time from the objects' velocities.
+    #[enum_value(
+        name = "Predict: stable ids and boxes that follow motion between inferences",
+        nick = "predict"
+    )]
+    Predict,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     AsyncDetectMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectChannelOrder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    AsyncDetectTracking::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "asyncdetect",

@@ -19,6 +19,7 @@ use crate::convert::FrameConverter;
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{Model, ModelOptions, ModelSource};
 use crate::labels::Labels;
+use crate::track::{Tracker, Velocity};
 
 /// A frame handed to the worker. `buffer` shares the frame's memory until the worker has converted
 /// it, which would make a downstream element that writes in place copy the frame; that is why
@@ -31,6 +32,9 @@ pub struct Job {
     pub filter: Arc<DetectionFilter>,
     /// Post the result on the bus (the `post-messages` property when the frame passed).
     pub post_messages: bool,
+    pub tracking: super::AsyncDetectTracking,
+    /// How long a lost track is kept, in seconds.
+    pub track_lost_time: f64,
 }
 
 /// A finished inference.
@@ -40,6 +44,10 @@ pub struct InferenceResult {
     /// Presentation timestamp of the frame the model saw.
     pub frame_pts: Option<gst::ClockTime>,
     pub detections: Vec<Detection>,
+    /// Track id and velocity per detection, when tracking.
+    pub tracks: Vec<(u32, Velocity)>,
+    /// Move boxes forward to the time of the buffer they are attached to.
+    pub predict: bool,
 }
 
 /// What the worker was told to load.
@@ -450,6 +458,9 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
     let mut converter = model_ready(weak, shared, &mut model, &source, load_start, post_latency);
     let mut warned_bad_frame = false;
     let mut warned_unnamed = false;
+    let mut tracker = Tracker::default();
+    let mut tracker_generation = 0;
+    let epoch = Instant::now();
 
     while let Some(work) = shared.next_work() {
         let job = match work {
@@ -478,12 +489,14 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             }
         };
         let started = Instant::now();
-        let (seq, generation, frame_pts, filter, post_messages) = (
+        let (seq, generation, frame_pts, filter, post_messages, tracking, track_lost_time) = (
             job.seq,
             job.generation,
             job.buffer.pts(),
             job.filter.clone(),
             job.post_messages,
+            job.tracking,
+            job.track_lost_time,
         );
         let converted = converter.convert(job.buffer, &job.info);
         let preprocess_time = started.elapsed();
@@ -549,6 +562,23 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             continue;
         };
         shared.stats.record(preprocess_time, elapsed);
+        let (detections, tracks) = if tracking == super::AsyncDetectTracking::None {
+            (detections, Vec::new())
+        } else {
+            // A flush or seek may show another scene: start over.
+            if generation != tracker_generation {
+                tracker.reset();
+                tracker_generation = generation;
+            }
+            tracker.lost_after = track_lost_time;
+            let at = frame_pts.map_or_else(|| epoch.elapsed().as_secs_f64(), |pts| pts.seconds_f64());
+            tracker
+                .update(detections, at)
+                .into_iter()
+                .map(|t| (t.detection, (t.track_id, t.velocity)))
+                .unzip()
+        };
+        let predict = tracking == super::AsyncDetectTracking::Predict;
         let message = weak
             .upgrade()
             .filter(|_| post_messages)
@@ -559,6 +589,8 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
                 seq,
                 frame_pts,
                 detections,
+                tracks,
+                predict,
             },
         );
         if let (true, Some((element, message))) = (published, message) {

@@ -1,0 +1,125 @@
+//! Tracking: ids stay with objects on a real clip, and prediction moves boxes with the motion
+//! between inferences.
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+
+/// The photo, cropped to 480 pixels wide starting `shift` pixels from the left: the scene moves
+/// left by `shift` as it grows, like a panning camera.
+fn shifted(photo: &gst::Buffer, shift: usize) -> gst::Buffer {
+    let source = photo.map_readable().unwrap();
+    let mut data = Vec::with_capacity(480 * 424 * 3);
+    for row in source.chunks(640 * 3).take(424) {
+        data.extend_from_slice(&row[shift * 3..(shift + 480) * 3]);
+    }
+    gst::Buffer::from_mut_slice(data)
+}
+
+fn crop_caps() -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", 480)
+        .field("height", 424)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
+}
+
+/// Pushes the panning sequence through a detector and returns, for each buffer that carried the
+/// person, (the error of its box's left edge in pixels against where the person really is in that
+/// buffer, its ROI id, whether it was predicted).
+fn pan(tracking: gstasyncdetect::AsyncDetectTracking) -> Vec<(f64, i32, bool)> {
+    let (photo, _) = photo_frame("RGB", 640, 424);
+    let person_left = PERSON_BOX[0] * 640.0;
+    let mut h = harness(
+        &[
+            ("tracking", tracking.to_value()),
+            ("threshold", 0.5f64.to_value()),
+        ],
+        &crop_caps(),
+    );
+    let mut seen = Vec::new();
+    for k in 0..40u64 {
+        let shift = (4 * k) as usize;
+        h.push(timestamped(&shifted(&photo, shift), k)).unwrap();
+        let out = h.pull().unwrap();
+        for roi in rois(&out).into_iter().filter(|r| r.label == "person") {
+            let predicted = out
+                .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+                .find(|m| m.id() == roi.id)
+                .and_then(|m| m.param("detection").and_then(|d| d.get::<bool>("predicted").ok()))
+                .unwrap_or(false);
+            seen.push((
+                (roi.rect.0 as f64 - (person_left - shift as f64)).abs(),
+                roi.id,
+                predicted,
+            ));
+        }
+        // Frames come faster than the model: a result covers several of them.
+        std::thread::sleep(std::time::Duration::from_millis(12));
+    }
+    seen
+}
+
+#[test]
+fn prediction_follows_a_panning_scene() {
+    init();
+    use gstasyncdetect::AsyncDetectTracking as T;
+    let plain = pan(T::None);
+    let tracked = pan(T::Iou);
+    let predicted = pan(T::Predict);
+    let mean = |v: &[(f64, i32, bool)]| v.iter().map(|(e, _, _)| e).sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "mean left-edge error: none {:.1} px, iou {:.1} px, predict {:.1} px",
+        mean(&plain),
+        mean(&tracked),
+        mean(&predicted)
+    );
+    assert!(plain.len() > 20 && predicted.len() > 20);
+    // One person, one id all along.
+    let ids: std::collections::HashSet<i32> = tracked.iter().map(|(_, id, _)| *id).collect();
+    assert_eq!(ids.len(), 1, "{tracked:?}");
+    assert!(predicted.iter().any(|(_, _, p)| *p), "boxes were predicted");
+    assert!(!plain.iter().any(|(_, _, p)| *p));
+    assert!(
+        mean(&predicted) < mean(&plain),
+        "prediction did not reduce the lag"
+    );
+}
+
+/// On a real clip in sync mode, a person followed across frames keeps one id.
+#[test]
+fn ids_are_stable_on_a_real_clip() {
+    init();
+    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
+    assert!(clip.exists(), "run scripts/setup.sh");
+    let (pipeline, sink) = playing_with_appsink(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! asyncdetect mode=sync tracking=iou threshold=0.5 ! \
+         appsink name=sink sync=false",
+        clip.display()
+    ));
+    let mut previous: Vec<Roi> = Vec::new();
+    let (mut continued, mut switched) = (0, 0);
+    while let Ok(sample) = sink.pull_sample() {
+        let current: Vec<Roi> = rois(sample.buffer().unwrap())
+            .into_iter()
+            .filter(|r| r.label == "person")
+            .collect();
+        for roi in &current {
+            // The same person in the next frame: a box overlapping the previous one a lot.
+            if let Some(before) = previous.iter().find(|p| iou(p.norm, roi.norm) > 0.6) {
+                if before.id == roi.id {
+                    continued += 1;
+                } else {
+                    switched += 1;
+                }
+            }
+        }
+        previous = current;
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("person continued {continued} times, id switched {switched} times");
+    assert!(continued > 30);
+    assert_eq!(switched, 0);
+}
