@@ -126,6 +126,23 @@ fn events_pass_in_order() {
     }
 }
 
+/// Caps with a zero width or height are refused at negotiation, never a panic.
+#[test]
+fn zero_size_caps_are_refused() {
+    init();
+    for (width, height) in [(0, 240), (320, 0)] {
+        let mut h = gst_check::Harness::new("asyncdetect");
+        h.set_src_caps_str(&format!(
+            "video/x-raw,format=I420,width={width},height={height},framerate=30/1"
+        ));
+        assert_eq!(
+            h.push(gst::Buffer::new()),
+            Err(gst::FlowError::NotNegotiated),
+            "{width}x{height}"
+        );
+    }
+}
+
 /// 1x1, 3x7 and other tiny frames, and an empty buffer: passed through, never a panic.
 #[test]
 fn tiny_and_empty_frames_pass() {
