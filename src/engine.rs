@@ -369,8 +369,8 @@ fn describe(
             shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
         })
         .collect();
-    let decoder =
-        Decoder::for_outputs(&outputs).map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
+    let decoder = Decoder::for_outputs(&outputs, (input.width, input.height))
+        .map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
 
     Ok((input, decoder))
 }

@@ -1,5 +1,5 @@
-//! Tracking: ids stay with objects on a real clip, and prediction moves boxes with the motion
-//! between inferences.
+//! Tracking (ids stay with objects on a real clip; prediction moves boxes with the motion between
+//! inferences) and the YOLO output family.
 
 mod common;
 
@@ -122,4 +122,46 @@ fn ids_are_stable_on_a_real_clip() {
     println!("person continued {continued} times, id switched {switched} times");
     assert!(continued > 30);
     assert_eq!(switched, 0);
+}
+
+/// A YOLOv8-layout model (`tests/models/tiny_yolov8.onnx`, constant outputs) is recognised by its
+/// output shape and decoded with class-aware NMS into boxes in the frame's own pixels.
+#[test]
+fn yolo_outputs_are_decoded_with_nms() {
+    init();
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", 640)
+        .field("height", 480)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build();
+    let model = data_path("models/tiny_yolov8.onnx").display().to_string();
+    let mut h = harness(
+        &[
+            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
+            ("model-location", model.to_value()),
+        ],
+        &caps,
+    );
+    h.push(timestamped(
+        &gst::Buffer::from_mut_slice(vec![100u8; 640 * 480 * 3 / 2]),
+        0,
+    ))
+    .unwrap();
+    let mut found = rois(&h.pull().unwrap());
+    found.sort_by(|a, b| a.label.cmp(&b.label));
+    let summary: Vec<(&str, f64)> = found.iter().map(|r| (r.label.as_str(), r.confidence)).collect();
+    assert_eq!(summary.len(), 2, "the duplicate is suppressed: {found:?}");
+    assert_eq!(summary[0].0, "0");
+    assert!((summary[0].1 - 0.9).abs() < 1e-6 && (summary[1].1 - 0.8).abs() < 1e-6);
+    // (160, 120, 64, 128) in 320x320 input pixels: x 128..192, y 56..184.
+    let expected = [128.0 / 320.0, 56.0 / 320.0, 192.0 / 320.0, 184.0 / 320.0];
+    for (got, want) in found[0].norm.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-6, "{:?}", found[0].norm);
+    }
+    assert_eq!(
+        found[0].rect,
+        (256, 84, 128, 192),
+        "in the 640x480 frame's pixels"
+    );
 }

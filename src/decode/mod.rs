@@ -4,6 +4,7 @@
 //! the model declares, so a new family (YOLO, anchors, heatmaps) is a new module and a new arm here.
 
 mod ssd;
+mod yolo;
 
 use std::fmt;
 
@@ -12,6 +13,7 @@ use ndarray::ArrayViewD;
 use crate::detection::NormalizedBox;
 
 pub use ssd::SsdDecoder;
+pub use yolo::{YoloDecoder, non_maximum_suppression};
 
 /// A model output as the session declares it (`-1` for a dynamic dimension).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,17 +44,23 @@ impl std::error::Error for DecodeError {}
 /// The output layouts this element understands, for error messages.
 pub const SUPPORTED_LAYOUTS: &str = "SSD with post-processing: boxes [1,N,4] (ymin, xmin, ymax, xmax, \
      normalised), classes [1,N], scores [1,N] and optionally a count [1] \
-     (TFLite_Detection_PostProcess or TF Object Detection API names)";
+     (TFLite_Detection_PostProcess or TF Object Detection API names); YOLO raw output: one [1,4+C,N] \
+     (YOLOv8) or [1,N,5+C] (YOLOv5, with objectness) tensor of centre/size boxes in input pixels";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoder {
     Ssd(SsdDecoder),
+    Yolo(YoloDecoder),
 }
 
 impl Decoder {
     /// Picks the decoder for a model's outputs, or explains what was found and what is supported.
-    pub fn for_outputs(outputs: &[OutputInfo]) -> Result<Decoder, DecodeError> {
-        SsdDecoder::for_outputs(outputs).map(Decoder::Ssd).ok_or_else(|| {
+    /// `input_size` is the model's input width and height (YOLO boxes are in its pixels).
+    pub fn for_outputs(outputs: &[OutputInfo], input_size: (usize, usize)) -> Result<Decoder, DecodeError> {
+        let found = SsdDecoder::for_outputs(outputs)
+            .map(Decoder::Ssd)
+            .or_else(|| YoloDecoder::for_outputs(outputs, input_size.0, input_size.1).map(Decoder::Yolo));
+        found.ok_or_else(|| {
             let found: Vec<String> = outputs
                 .iter()
                 .map(|o| format!("`{}` {:?}", o.name, o.shape))
@@ -67,6 +75,7 @@ impl Decoder {
     pub fn name(&self) -> &'static str {
         match self {
             Decoder::Ssd(_) => "ssd",
+            Decoder::Yolo(_) => "yolo",
         }
     }
 
@@ -74,6 +83,7 @@ impl Decoder {
     pub fn decode(&self, outputs: &[ArrayViewD<'_, f32>]) -> Result<Vec<RawDetection>, DecodeError> {
         match self {
             Decoder::Ssd(ssd) => ssd.decode(outputs),
+            Decoder::Yolo(yolo) => yolo.decode(outputs),
         }
     }
 }

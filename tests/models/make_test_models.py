@@ -10,6 +10,10 @@
 - bad_outputs.onnx: a valid graph with a usable image input but a single [1, 10] output that no
   decoder understands.
 - bad_input.onnx: a valid graph whose input is a [1, 10] vector, not an image.
+- tiny_yolov8.onnx: a YOLOv8-layout stand-in (no YOLO detector ships in a package yet): float
+  NCHW input [1, 3, 320, 320], output `output0` [1, 6, 100] (cx, cy, w, h, 2 class scores x 100
+  candidates), constant: a class-0 box at (160, 120, 64, 128) scoring 0.9, an overlapping class-0
+  duplicate scoring 0.7 (NMS removes it), a class-1 box at (240, 240, 40, 40) scoring 0.8.
 """
 import os
 import sys
@@ -121,7 +125,29 @@ def bad_input():
     save(graph, "bad_input.onnx")
 
 
+def tiny_yolov8():
+    candidates = np.zeros((1, 6, 100), dtype=np.float32)
+    candidates[0, :, 0] = [160, 120, 64, 128, 0.9, 0.0]
+    candidates[0, :, 1] = [164, 124, 64, 128, 0.7, 0.0]
+    candidates[0, :, 2] = [240, 240, 40, 40, 0.01, 0.8]
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        const("zero", np.array(0.0, dtype=np.float32)),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        const("candidates", candidates),
+        helper.make_node("Add", ["candidates", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_yolov8",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 320, 320])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 100])],
+    )
+    save(graph, "tiny_yolov8.onnx")
+
+
 if __name__ == "__main__":
+    tiny_yolov8()
     slow_ssd()
     bad_outputs()
     bad_input()
