@@ -237,10 +237,20 @@ impl Model {
                 Arc::new(Mutex::new(session))
             }
         };
-        let (input, decoder) = {
+        let (mut input, decoder) = {
             let session = shared.lock().unwrap_or_else(|e| e.into_inner());
             describe(&session, source, options)?
         };
+        // A float input left at the defaults gets what the model family is trained with.
+        if let (Some((mean, std)), ElementType::F32, None, None) = (
+            decoder.preferred_normalisation(),
+            input.element_type,
+            options.input.mean,
+            options.input.std,
+        ) {
+            input.mean = mean;
+            input.std = std;
+        }
         sessions.insert(key, Arc::downgrade(&shared));
         drop(sessions);
 

@@ -165,3 +165,44 @@ fn yolo_outputs_are_decoded_with_nms() {
         "in the 640x480 frame's pixels"
     );
 }
+
+/// The shipped face detector (BlazeFace, `models/blazeface_back_256.onnx`) finds the woman's face
+/// in the test photo, inside her person box, where ONNX Runtime run directly (with MediaPipe's
+/// anchor decoding, in Python) puts it: (0.340, 0.263)-(0.384, 0.307).
+#[test]
+fn the_face_detector_finds_the_face() {
+    init();
+    let (frame, caps) = photo_frame("I420", 640, 424);
+    let model = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut h = harness(
+        &[
+            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
+            (
+                "model-location",
+                model
+                    .join("blazeface_back_256.onnx")
+                    .display()
+                    .to_string()
+                    .to_value(),
+            ),
+            (
+                "labels-location",
+                model.join("face_labels.txt").display().to_string().to_value(),
+            ),
+        ],
+        &caps,
+    );
+    h.push(timestamped(&frame, 0)).unwrap();
+    let faces = rois(&h.pull().unwrap());
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    let face = &faces[0];
+    assert_eq!(face.label, "face");
+    assert!(
+        iou(face.norm, [0.340, 0.263, 0.384, 0.307]) > 0.6,
+        "{:?}",
+        face.norm
+    );
+    let inside =
+        face.norm[0] >= PERSON_BOX[0] && face.norm[2] <= PERSON_BOX[2] && face.norm[1] >= PERSON_BOX[1];
+    assert!(inside, "the face is not within the person: {:?}", face.norm);
+}

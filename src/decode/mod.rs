@@ -3,6 +3,7 @@
 //! Each output layout is its own module; [`Decoder::for_outputs`] picks one from the names and shapes
 //! the model declares, so a new family (YOLO, anchors, heatmaps) is a new module and a new arm here.
 
+mod blazeface;
 mod ssd;
 mod yolo;
 
@@ -12,6 +13,7 @@ use ndarray::ArrayViewD;
 
 use crate::detection::NormalizedBox;
 
+pub use blazeface::BlazeFaceDecoder;
 pub use ssd::SsdDecoder;
 pub use yolo::{YoloDecoder, non_maximum_suppression};
 
@@ -45,12 +47,14 @@ impl std::error::Error for DecodeError {}
 pub const SUPPORTED_LAYOUTS: &str = "SSD with post-processing: boxes [1,N,4] (ymin, xmin, ymax, xmax, \
      normalised), classes [1,N], scores [1,N] and optionally a count [1] \
      (TFLite_Detection_PostProcess or TF Object Detection API names); YOLO raw output: one [1,4+C,N] \
-     (YOLOv8) or [1,N,5+C] (YOLOv5, with objectness) tensor of centre/size boxes in input pixels";
+     (YOLOv8) or [1,N,5+C] (YOLOv5, with objectness) tensor of centre/size boxes in input pixels; \
+     BlazeFace: pairs of [1,N,1] scores and [1,N,16] anchor regressions";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoder {
     Ssd(SsdDecoder),
     Yolo(YoloDecoder),
+    BlazeFace(BlazeFaceDecoder),
 }
 
 impl Decoder {
@@ -59,7 +63,10 @@ impl Decoder {
     pub fn for_outputs(outputs: &[OutputInfo], input_size: (usize, usize)) -> Result<Decoder, DecodeError> {
         let found = SsdDecoder::for_outputs(outputs)
             .map(Decoder::Ssd)
-            .or_else(|| YoloDecoder::for_outputs(outputs, input_size.0, input_size.1).map(Decoder::Yolo));
+            .or_else(|| YoloDecoder::for_outputs(outputs, input_size.0, input_size.1).map(Decoder::Yolo))
+            .or_else(|| {
+                BlazeFaceDecoder::for_outputs(outputs, input_size.0, input_size.1).map(Decoder::BlazeFace)
+            });
         found.ok_or_else(|| {
             let found: Vec<String> = outputs
                 .iter()
@@ -72,10 +79,20 @@ impl Decoder {
         })
     }
 
+    /// The input normalisation the family is trained with, when the user sets none.
+    pub fn preferred_normalisation(&self) -> Option<([f32; 3], [f32; 3])> {
+        match self {
+            // MediaPipe models take pixels in -1..1.
+            Decoder::BlazeFace(_) => Some(([127.5; 3], [127.5; 3])),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Decoder::Ssd(_) => "ssd",
             Decoder::Yolo(_) => "yolo",
+            Decoder::BlazeFace(_) => "blazeface",
         }
     }
 
@@ -84,6 +101,7 @@ impl Decoder {
         match self {
             Decoder::Ssd(ssd) => ssd.decode(outputs),
             Decoder::Yolo(yolo) => yolo.decode(outputs),
+            Decoder::BlazeFace(blazeface) => blazeface.decode(outputs),
         }
     }
 }
