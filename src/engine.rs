@@ -13,7 +13,7 @@ use ort::environment::Environment;
 use ort::session::{Session, SessionOutputs};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use crate::decode::{Decoder, OutputInfo, RawDetection};
+use crate::decode::{Decoder, DecoderChoice, OutputInfo, RawDetection};
 use crate::detection::Detection;
 use crate::labels::Labels;
 use crate::preprocess::{ElementType, InputOverrides, InputSpec};
@@ -119,6 +119,7 @@ pub struct ModelOptions {
     pub threads: usize,
     pub input: InputOverrides,
     pub library: Option<PathBuf>,
+    pub decoder: DecoderChoice,
 }
 
 /// What makes two loads the same session: the model's bytes (the built-in model, or a file as it
@@ -379,7 +380,7 @@ fn describe(
             shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
         })
         .collect();
-    let decoder = Decoder::for_outputs(&outputs, (input.width, input.height))
+    let decoder = Decoder::for_outputs(&outputs, (input.width, input.height), options.decoder)
         .map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
 
     Ok((input, decoder))

@@ -24,7 +24,9 @@ mod pads;
 pub mod preprocess;
 pub mod track;
 
-pub use asyncdetect::{AsyncDetect, AsyncDetectChannelOrder, AsyncDetectMode, AsyncDetectTracking};
+pub use asyncdetect::{
+    AsyncDetect, AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectMode, AsyncDetectTracking,
+};
 pub use detectblur::{DetectBlur, DetectBlurShape};
 pub use detectexport::DetectExport;
 pub use detectoverlay::DetectOverlay;

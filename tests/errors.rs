@@ -248,3 +248,28 @@ fn out_of_range_values_from_gst_launch_are_refused() {
         "{stderr}"
     );
 }
+
+/// The decoder can be forced; forcing one the model's outputs do not fit explains what was found.
+#[test]
+fn a_forced_decoder_that_does_not_fit_is_explained() {
+    init();
+    let error = error_of("decoder=yolo");
+    assert!(error.contains("forced by the decoder property"), "{error}");
+    assert!(
+        error.contains("TFLite_Detection_PostProcess"),
+        "lists the outputs found: {error}"
+    );
+    let (frame, caps) = photo_frame("I420", 320, 212);
+    let mut h = harness(
+        &[
+            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
+            ("decoder", gstasyncdetect::AsyncDetectDecoder::Ssd.to_value()),
+        ],
+        &caps,
+    );
+    h.push(timestamped(&frame, 0)).unwrap();
+    assert!(
+        rois(&h.pull().unwrap()).iter().any(|r| r.label == "person"),
+        "forcing the right decoder works"
+    );
+}

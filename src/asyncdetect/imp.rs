@@ -14,7 +14,8 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use super::worker::{self, Job, Shared, Statistics, WaitOutcome, WorkerConfig};
-use super::{AsyncDetectChannelOrder, AsyncDetectMode, AsyncDetectTracking};
+use super::{AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectMode, AsyncDetectTracking};
+use crate::decode::DecoderChoice;
 use crate::detection::DetectionFilter;
 use crate::engine::{DEFAULT_LABELS, ModelOptions, ModelSource};
 use crate::labels::Labels;
@@ -60,6 +61,7 @@ struct Settings {
     inference_nice: i32,
     tracking: AsyncDetectTracking,
     track_lost_time: u64,
+    decoder: AsyncDetectDecoder,
 }
 
 impl Default for Settings {
@@ -87,6 +89,7 @@ impl Default for Settings {
             inference_nice: DEFAULT_INFERENCE_NICE,
             tracking: DEFAULT_TRACKING,
             track_lost_time: DEFAULT_TRACK_LOST_TIME,
+            decoder: AsyncDetectDecoder::Auto,
         }
     }
 }
@@ -250,6 +253,12 @@ impl AsyncDetect {
                 threads: settings.threads as usize,
                 input,
                 library: settings.onnxruntime_library.as_ref().map(PathBuf::from),
+                decoder: match settings.decoder {
+                    AsyncDetectDecoder::Auto => DecoderChoice::Auto,
+                    AsyncDetectDecoder::Ssd => DecoderChoice::Ssd,
+                    AsyncDetectDecoder::Yolo => DecoderChoice::Yolo,
+                    AsyncDetectDecoder::BlazeFace => DecoderChoice::BlazeFace,
+                },
             },
         })
     }
@@ -468,6 +477,14 @@ impl ObjectImpl for AsyncDetect {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default::<AsyncDetectDecoder>("decoder", AsyncDetectDecoder::Auto)
+                    .nick("Decoder")
+                    .blurb(
+                        "How to read the model's outputs: auto (recognised from their names and shapes), \
+                         or forced to ssd, yolo or blazeface.",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default::<AsyncDetectTracking>("tracking", DEFAULT_TRACKING)
                     .nick("Tracking")
                     .blurb(
@@ -601,6 +618,7 @@ impl ObjectImpl for AsyncDetect {
                 lock(&self.settings).inference_nice = value.get().unwrap_or(DEFAULT_INFERENCE_NICE)
             }
             "tracking" => lock(&self.settings).tracking = value.get().unwrap_or(DEFAULT_TRACKING),
+            "decoder" => lock(&self.settings).decoder = value.get().unwrap_or_default(),
             "track-lost-time" => {
                 lock(&self.settings).track_lost_time = value.get().unwrap_or(DEFAULT_TRACK_LOST_TIME)
             }
@@ -633,6 +651,7 @@ impl ObjectImpl for AsyncDetect {
             "post-messages" => settings.post_messages.to_value(),
             "inference-nice" => settings.inference_nice.to_value(),
             "tracking" => settings.tracking.to_value(),
+            "decoder" => settings.decoder.to_value(),
             "track-lost-time" => settings.track_lost_time.to_value(),
             "frames-in" => counter(&self.stats.frames_in),
             "frames-inferred" => counter(&self.stats.frames_inferred),

@@ -71,10 +71,30 @@ pub enum AsyncDetectTracking {
     Predict,
 }
 
+/// Which output decoder `asyncdetect` uses.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAsyncDetectDecoder")]
+pub enum AsyncDetectDecoder {
+    #[default]
+    #[enum_value(name = "Auto: recognised from the model's outputs", nick = "auto")]
+    Auto,
+    #[enum_value(
+        name = "SSD with post-processing (boxes, classes, scores, count)",
+        nick = "ssd"
+    )]
+    Ssd,
+    #[enum_value(name = "YOLO raw output (v8 or v5 layout), NMS in the element", nick = "yolo")]
+    Yolo,
+    #[enum_value(name = "BlazeFace anchors (MediaPipe face detection)", nick = "blazeface")]
+    BlazeFace,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     AsyncDetectMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectChannelOrder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectTracking::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    AsyncDetectDecoder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "asyncdetect",

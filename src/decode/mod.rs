@@ -50,6 +50,16 @@ pub const SUPPORTED_LAYOUTS: &str = "SSD with post-processing: boxes [1,N,4] (ym
      (YOLOv8) or [1,N,5+C] (YOLOv5, with objectness) tensor of centre/size boxes in input pixels; \
      BlazeFace: pairs of [1,N,1] scores and [1,N,16] anchor regressions";
 
+/// Which decoder to use: found from the outputs, or forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecoderChoice {
+    #[default]
+    Auto,
+    Ssd,
+    Yolo,
+    BlazeFace,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoder {
     Ssd(SsdDecoder),
@@ -60,20 +70,37 @@ pub enum Decoder {
 impl Decoder {
     /// Picks the decoder for a model's outputs, or explains what was found and what is supported.
     /// `input_size` is the model's input width and height (YOLO boxes are in its pixels).
-    pub fn for_outputs(outputs: &[OutputInfo], input_size: (usize, usize)) -> Result<Decoder, DecodeError> {
-        let found = SsdDecoder::for_outputs(outputs)
-            .map(Decoder::Ssd)
-            .or_else(|| YoloDecoder::for_outputs(outputs, input_size.0, input_size.1).map(Decoder::Yolo))
+    /// `choice` restricts the search to one family.
+    pub fn for_outputs(
+        outputs: &[OutputInfo],
+        input_size: (usize, usize),
+        choice: DecoderChoice,
+    ) -> Result<Decoder, DecodeError> {
+        let (w, h) = input_size;
+        let allowed = |family: DecoderChoice| choice == DecoderChoice::Auto || choice == family;
+        let found = None
             .or_else(|| {
-                BlazeFaceDecoder::for_outputs(outputs, input_size.0, input_size.1).map(Decoder::BlazeFace)
+                allowed(DecoderChoice::Ssd).then(|| SsdDecoder::for_outputs(outputs).map(Decoder::Ssd))?
+            })
+            .or_else(|| {
+                allowed(DecoderChoice::Yolo)
+                    .then(|| YoloDecoder::for_outputs(outputs, w, h).map(Decoder::Yolo))?
+            })
+            .or_else(|| {
+                allowed(DecoderChoice::BlazeFace)
+                    .then(|| BlazeFaceDecoder::for_outputs(outputs, w, h).map(Decoder::BlazeFace))?
             });
         found.ok_or_else(|| {
             let found: Vec<String> = outputs
                 .iter()
                 .map(|o| format!("`{}` {:?}", o.name, o.shape))
                 .collect();
+            let forced = match choice {
+                DecoderChoice::Auto => String::new(),
+                other => format!(" as {other:?} (forced by the decoder property)"),
+            };
             DecodeError(format!(
-                "cannot decode the model's outputs ({}); supported: {SUPPORTED_LAYOUTS}",
+                "cannot decode the model's outputs ({}){forced}; supported: {SUPPORTED_LAYOUTS}",
                 found.join(", ")
             ))
         })

@@ -141,7 +141,12 @@ mod tests {
 
     #[test]
     fn unknown_layouts_get_an_explanation() {
-        let err = Decoder::for_outputs(&[info("features", &[1, 10])], (300, 300)).unwrap_err();
+        let err = Decoder::for_outputs(
+            &[info("features", &[1, 10])],
+            (300, 300),
+            super::super::DecoderChoice::Auto,
+        )
+        .unwrap_err();
         assert!(err.0.contains("`features` [1, 10]"), "{err}");
         assert!(err.0.contains("supported"), "{err}");
         assert!(SsdDecoder::for_outputs(&[info("a", &[1, 84, 8400])]).is_none());
