@@ -251,11 +251,7 @@ fn malformed_class_thresholds_are_refused_with_a_warning() {
 fn async_mode_passes_every_buffer_and_attaches_newer_results() {
     init();
     let (frame, caps) = photo_frame("NV12", 640, 424);
-    let element = detector(&[]);
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_src_caps(caps);
+    let (mut h, bus, element) = harness_with_bus(&[], &caps);
     let mut with_person = 0;
     let total = 120;
     for i in 0..total {
@@ -502,11 +498,7 @@ fn seeking_never_attaches_results_from_before_the_seek() {
 fn post_messages_can_be_turned_off() {
     init();
     let (frame, caps) = photo_frame("I420", 320, 212);
-    let element = detector(&[sync_mode(), ("post-messages", false.to_value())]);
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_src_caps(caps);
+    let (mut h, bus, element) = harness_with_bus(&[sync_mode(), ("post-messages", false.to_value())], &caps);
     for i in 0..3 {
         h.push(timestamped(&frame, i)).unwrap();
         assert!(

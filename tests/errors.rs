@@ -156,12 +156,7 @@ fn short_buffers_pass_with_a_warning() {
         assert_eq!(out.size(), 100);
         assert!(rois(&out).is_empty());
     }
-    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
-        .map(|m| match m.view() {
-            gst::MessageView::Warning(w) => w.error().to_string(),
-            _ => unreachable!(),
-        })
-        .collect();
+    let warnings = warnings(&bus);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("100 bytes") && warnings[0].contains("320x240"),
@@ -176,15 +171,14 @@ fn a_labels_file_with_too_few_names_is_reported() {
     init();
     let short = temp_file("short-labels.txt", b"0 person\n");
     let (frame, caps) = photo_frame("I420", 640, 424);
-    let element = detector(&[
-        ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
-        ("labels-location", short.display().to_string().to_value()),
-        ("threshold", 0.3f64.to_value()),
-    ]);
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_src_caps(caps);
+    let (mut h, bus, _element) = harness_with_bus(
+        &[
+            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
+            ("labels-location", short.display().to_string().to_value()),
+            ("threshold", 0.3f64.to_value()),
+        ],
+        &caps,
+    );
     for i in 0..3 {
         h.push(timestamped(&frame, i)).unwrap();
         let labels: Vec<String> = rois(&h.pull().unwrap()).into_iter().map(|r| r.label).collect();
@@ -197,12 +191,7 @@ fn a_labels_file_with_too_few_names_is_reported() {
             "unnamed classes keep their id: {labels:?}"
         );
     }
-    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
-        .map(|m| match m.view() {
-            gst::MessageView::Warning(w) => w.error().to_string(),
-            _ => unreachable!(),
-        })
-        .collect();
+    let warnings = warnings(&bus);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains(&short.display().to_string()) && warnings[0].contains("names 1 classes"),

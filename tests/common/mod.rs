@@ -132,6 +132,29 @@ pub fn harness(properties: &[(&str, glib::Value)], caps: &gst::Caps) -> gst_chec
     h
 }
 
+/// A harness around a detector whose messages go to the returned bus.
+pub fn harness_with_bus(
+    properties: &[(&str, glib::Value)],
+    caps: &gst::Caps,
+) -> (gst_check::Harness, gst::Bus, gst::Element) {
+    let element = detector(properties);
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps(caps.clone());
+    (h, bus, element)
+}
+
+/// The texts of the warnings waiting on `bus`.
+pub fn warnings(bus: &gst::Bus) -> Vec<String> {
+    std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn timestamped(buffer: &gst::Buffer, index: u64) -> gst::Buffer {
     let mut buffer = buffer.copy();
     {
