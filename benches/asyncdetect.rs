@@ -57,14 +57,11 @@ fn streaming_cost(
     buffers: u32,
     live: bool,
 ) -> Vec<Duration> {
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = parse_pipeline(&format!(
         "videotestsrc is-live={live} num-buffers={buffers} ! \
          video/x-raw,format={format},width={width},height={height},framerate=30/1 ! \
          {element} name=under_test ! fakesink sync={live}"
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("pipeline");
+    ));
     let under_test = pipeline.by_name("under_test").expect("element");
     let entered: Arc<Mutex<Option<Instant>>> = Arc::default();
     let samples: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -89,6 +86,13 @@ fn streaming_cost(
     let mut samples = samples.lock().unwrap().clone();
     samples.sort();
     samples
+}
+
+fn parse_pipeline(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .expect("pipeline parses")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
 }
 
 fn run_to_eos(pipeline: &gst::Pipeline) {
@@ -148,13 +152,10 @@ fn print_row(input: &str, ours: &[Duration], identity: &[Duration]) {
 
 /// Inferences per second of the element in a pipeline that always has a fresh frame ready.
 fn element_rate(source: &str, seconds: f64) -> (f64, f64) {
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = parse_pipeline(&format!(
         "{source} ! video/x-raw,format=I420,width=640,height=480,framerate=240/1 ! \
          asyncdetect name=d ! fakesink sync=true"
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("pipeline");
+    ));
     let detect = pipeline.by_name("d").expect("d");
     pipeline.set_state(gst::State::Playing).expect("plays");
     while detect.property::<u64>("frames-inferred") < 3 {
@@ -237,13 +238,10 @@ fn table_inference_rate(config: &Config) {
 }
 
 fn frame_1080p(format: &str) -> (gst::Buffer, gst_video::VideoInfo) {
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = parse_pipeline(&format!(
         "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,format={format},width=1920,height=1080,framerate=30/1 ! \
          appsink name=sink"
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("pipeline");
+    ));
     let sink = pipeline
         .by_name("sink")
         .expect("sink")
@@ -317,13 +315,10 @@ fn table_sharing(config: &Config) {
 
     let buffers = if config.full { 300 } else { 20 };
     let shared_downstream = |source: &str| {
-        let pipeline = gst::parse::launch(&format!(
+        let pipeline = parse_pipeline(&format!(
             "videotestsrc num-buffers={buffers} {source} ! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 ! \
              asyncdetect name=d ! fakesink name=sink sync=true"
-        ))
-        .expect("pipeline")
-        .downcast::<gst::Pipeline>()
-        .expect("pipeline");
+        ));
         let counts: Arc<Mutex<(u32, u32)>> = Arc::default();
         let counted = counts.clone();
         let sink = pipeline.by_name("sink").expect("sink");
@@ -437,13 +432,10 @@ fn throughput(element: &str, format: &str, width: u32, height: u32, buffers: u32
     } else {
         format!("{element} ! ")
     };
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = parse_pipeline(&format!(
         "videotestsrc num-buffers={buffers} ! video/x-raw,format={format},width={width},height={height} ! \
          {middle}fakesink sync=false"
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("pipeline");
+    ));
     let start = Instant::now();
     run_to_eos(&pipeline);
     buffers as f64 / start.elapsed().as_secs_f64()
@@ -489,15 +481,12 @@ fn live_run(element: &str, fps: u32, seconds: f64) -> LiveRun {
         format!("{element} name=detect ! ")
     };
     let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/person.jpg");
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = parse_pipeline(&format!(
         "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! video/x-raw,format=I420,width=1920,height=1080 ! \
          imagefreeze is-live=true ! video/x-raw,framerate={fps}/1 ! {middle}\
          fakesink name=sink sync=true max-lateness=20000000 signal-handoffs=true",
         photo.display()
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("pipeline");
+    ));
     #[derive(Default)]
     struct Seen {
         rendered: u64,
@@ -754,13 +743,10 @@ type PersonBoxes = Vec<([f64; 4], i32)>;
 fn person_boxes(properties: &str, rate: f64) -> std::collections::BTreeMap<u64, PersonBoxes> {
     let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
     let sync = rate > 0.0;
-    let pipeline = gst::parse::launch(&format!(
+    let pipeline = parse_pipeline(&format!(
         "filesrc location={} ! decodebin ! videoconvert ! asyncdetect {properties} ! appsink name=sink sync={sync}",
         clip.display()
-    ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("pipeline");
+    ));
     let sink = pipeline
         .by_name("sink")
         .expect("sink")
