@@ -16,6 +16,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use crate::decode::{Decoder, DecoderChoice, OutputInfo, RawDetection};
 use crate::detection::Detection;
 use crate::labels::Labels;
+use crate::lock;
 use crate::preprocess::{ElementType, InputOverrides, InputSpec};
 
 /// The built-in model: SSD MobileNet v2 COCO (see `models/README.md`).
@@ -54,7 +55,7 @@ static ENVIRONMENT: Lazy<Mutex<Option<Environment>>> = Lazy::new(|| Mutex::new(N
 /// else `ORT_DYLIB_PATH`, else the loader's search path. Once one library is loaded, later calls
 /// reuse it whatever they name. A failure is not remembered, so a corrected path can be retried.
 pub fn environment(library: Option<&Path>) -> Result<Environment, EngineError> {
-    let mut guard = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = lock(&ENVIRONMENT);
     if let Some(environment) = guard.as_ref() {
         return Ok(environment.clone());
     }
@@ -211,7 +212,7 @@ impl Model {
         };
         // Only model-loading threads take this lock, never a streaming thread; holding it while
         // building keeps two elements from building the same session twice.
-        let mut sessions = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sessions = lock(&SESSIONS);
         sessions.retain(|_, session| session.strong_count() > 0);
         let shared = match sessions.get(&key).and_then(Weak::upgrade) {
             Some(shared) => shared,
@@ -239,7 +240,7 @@ impl Model {
             }
         };
         let (mut input, decoder) = {
-            let session = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let session = lock(&shared);
             describe(&session, source, options)?
         };
         // A float input left at the defaults gets what the model family is trained with.
@@ -328,7 +329,7 @@ impl Model {
                 .map_err(fill_error)?,
         }
         // A shared session runs one frame at a time; the lock is held only by inference threads.
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let mut session = lock(&self.session);
         let outputs = match self.input.element_type {
             ElementType::U8 => {
                 let tensor =

@@ -31,6 +31,13 @@ pub use detectblur::{DetectBlur, DetectBlurShape};
 pub use detectexport::DetectExport;
 pub use detectoverlay::DetectOverlay;
 
+/// Locks a mutex, carrying on if another thread panicked while holding it: the panic has been
+/// reported already and the data is still usable, so panicking again would only take the
+/// streaming thread down too.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     asyncdetect::register(plugin)?;
     detectoverlay::register(plugin)?;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -19,6 +19,7 @@ use crate::decode::DecoderChoice;
 use crate::detection::DetectionFilter;
 use crate::engine::{DEFAULT_LABELS, ModelOptions, ModelSource};
 use crate::labels::Labels;
+use crate::lock;
 use crate::preprocess::{ChannelOrder, InputOverrides, parse_channel_values};
 
 pub static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
@@ -144,10 +145,6 @@ pub struct AsyncDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Arc<Statistics>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl AsyncDetect {

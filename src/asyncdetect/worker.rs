@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -19,6 +19,7 @@ use crate::convert::FrameConverter;
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{Model, ModelOptions, ModelSource};
 use crate::labels::Labels;
+use crate::lock;
 use crate::track::{Tracker, Velocity};
 
 /// A frame handed to the worker. `buffer` shares the frame's memory until the worker has converted
@@ -156,12 +157,6 @@ fn smooth(target: &AtomicU64, sample: Duration) {
         (previous * 7 + sample) / 8
     };
     target.store(next, Ordering::Relaxed);
-}
-
-/// A poisoned lock only means another thread panicked while holding it; the data is still usable
-/// and the panic has already been reported, so carry on rather than panic again.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// See [`Shared::snapshot`].

@@ -1,7 +1,7 @@
 //! The `detectblur` element: a BaseTransform pixelating boxes in place.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use gst::glib;
 use gst::prelude::*;
@@ -12,6 +12,7 @@ use once_cell::sync::Lazy;
 use super::DetectBlurShape;
 use crate::detection::DetectionFilter;
 use crate::draw::Rect;
+use crate::lock;
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(
@@ -47,10 +48,6 @@ impl Default for Settings {
 pub struct DetectBlur {
     settings: Mutex<Settings>,
     info: Mutex<Option<gst_video::VideoInfo>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The boxes to mask: those whose label (the `detection` label, else the ROI type) is chosen.

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -14,6 +14,7 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use crate::export::{FrameJson, ObjectJson, Region, Resolution};
+use crate::lock;
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(
@@ -60,10 +61,6 @@ pub struct DetectExport {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     counters: Arc<Counters>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Reads every ROI meta, whoever made it.

@@ -1,6 +1,6 @@
 //! The `detectoverlay` element: a BaseTransform drawing in place.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use gst::glib;
 use gst::prelude::*;
@@ -9,6 +9,7 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use crate::draw::{Annotation, Rect, TextRenderer, class_color, draw_annotations};
+use crate::lock;
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(
@@ -57,10 +58,6 @@ struct State {
 pub struct DetectOverlay {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Reads the ROI metas of a buffer into what to draw.
