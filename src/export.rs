@@ -64,6 +64,15 @@ pub struct Region {
     pub confidence: Option<f64>,
     /// Normalised corners from the `detection` parameters, if present.
     pub normalized: Option<[f64; 4]>,
+    /// How old the result is against the buffer, in ns (asyncdetect's `age`), if known.
+    pub age: Option<i64>,
+}
+
+impl Region {
+    /// The `detection` label, else the ROI type (ROIs other elements made have only that).
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.roi_type)
+    }
 }
 
 impl ObjectJson {
@@ -96,7 +105,7 @@ impl ObjectJson {
                 },
                 confidence: region.confidence,
                 label_id: region.label_id,
-                label: region.label.clone().unwrap_or_else(|| region.roi_type.clone()),
+                label: region.label().to_string(),
             },
         }
     }
@@ -123,6 +132,7 @@ mod tests {
             label_id: Some(0),
             confidence: Some(0.875),
             normalized: None,
+            age: None,
         }
     }
 

@@ -1,9 +1,10 @@
 //! What the plugin's in-place video elements share: the raw formats they accept, their pad
-//! templates, and a mapped frame described for the drawing code.
+//! templates, a mapped frame described for the drawing code, and the ROI metas read back.
 
 use gst_video::prelude::*;
 
 use crate::draw::{Canvas, ColorModel, Component};
+use crate::export::Region;
 
 /// 8-bit raw formats that GStreamer's video converter reads (asyncdetect) and whose components
 /// GStreamer describes for drawing (detectoverlay).
@@ -78,4 +79,30 @@ pub fn canvas<'a>(frame: &'a mut gst_video::VideoFrameRef<&mut gst::BufferRef>) 
         strides,
         planes: frame.planes_data_mut().into_iter().collect(),
     }
+}
+
+/// Reads every ROI meta of a buffer, whoever made it.
+pub fn read_regions(buffer: &gst::BufferRef) -> Vec<Region> {
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|meta| {
+            let detection = meta.param("detection");
+            let field = |name: &str| detection.and_then(|d| d.get::<f64>(name).ok());
+            let normalized = match (field("x_min"), field("y_min"), field("x_max"), field("y_max")) {
+                (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
+                _ => None,
+            };
+            Region {
+                rect: meta.rect(),
+                region_id: meta.id(),
+                roi_type: meta.roi_type().to_string(),
+                tracking_id: meta.param("object_id").and_then(|o| o.get::<i32>("id").ok()),
+                label: detection.and_then(|d| d.get::<String>("label").ok()),
+                label_id: detection.and_then(|d| d.get::<i32>("label_id").ok()),
+                confidence: field("confidence"),
+                normalized,
+                age: detection.and_then(|d| d.get::<i64>("age").ok()),
+            }
+        })
+        .collect()
 }

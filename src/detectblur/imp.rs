@@ -52,24 +52,10 @@ pub struct DetectBlur {
 
 /// The boxes to mask: those whose label (the `detection` label, else the ROI type) is chosen.
 fn boxes(buffer: &gst::BufferRef, classes: &HashSet<String>) -> Vec<Rect> {
-    buffer
-        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
-        .filter(|meta| {
-            let label = meta
-                .param("detection")
-                .and_then(|d| d.get::<String>("label").ok())
-                .unwrap_or_else(|| meta.roi_type().to_string());
-            classes.is_empty() || classes.contains(&label.to_lowercase())
-        })
-        .map(|meta| {
-            let (x, y, w, h) = meta.rect();
-            Rect {
-                x: x as i64,
-                y: y as i64,
-                w: w as i64,
-                h: h as i64,
-            }
-        })
+    crate::pads::read_regions(buffer)
+        .into_iter()
+        .filter(|region| classes.is_empty() || classes.contains(&region.label().to_lowercase()))
+        .map(|region| Rect::from_pixels(region.rect))
         .collect()
 }
 

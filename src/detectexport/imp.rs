@@ -13,7 +13,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::export::{FrameJson, ObjectJson, Region, Resolution};
+use crate::export::{FrameJson, ObjectJson, Resolution};
 use crate::lock;
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
@@ -61,31 +61,6 @@ pub struct DetectExport {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     counters: Arc<Counters>,
-}
-
-/// Reads every ROI meta, whoever made it.
-fn regions(buffer: &gst::BufferRef) -> Vec<Region> {
-    buffer
-        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
-        .map(|meta| {
-            let detection = meta.param("detection");
-            let field = |name: &str| detection.and_then(|d| d.get::<f64>(name).ok());
-            let normalized = match (field("x_min"), field("y_min"), field("x_max"), field("y_max")) {
-                (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
-                _ => None,
-            };
-            Region {
-                rect: meta.rect(),
-                region_id: meta.id(),
-                roi_type: meta.roi_type().to_string(),
-                tracking_id: meta.param("object_id").and_then(|o| o.get::<i32>("id").ok()),
-                label: detection.and_then(|d| d.get::<String>("label").ok()),
-                label_id: detection.and_then(|d| d.get::<i32>("label_id").ok()),
-                confidence: field("confidence"),
-                normalized,
-            }
-        })
-        .collect()
 }
 
 fn open_output(location: &Option<String>) -> std::io::Result<Box<dyn Write + Send>> {
@@ -372,7 +347,7 @@ impl BaseTransformImpl for DetectExport {
             return Err(gst::FlowError::Flushing);
         };
         let (width, height) = state.info.as_ref().map_or((0, 0), |i| (i.width(), i.height()));
-        let objects: Vec<ObjectJson> = regions(buffer)
+        let objects: Vec<ObjectJson> = crate::pads::read_regions(buffer)
             .iter()
             .map(|r| ObjectJson::from_region(r, width, height))
             .collect();

@@ -62,37 +62,27 @@ pub struct DetectOverlay {
 
 /// Reads the ROI metas of a buffer into what to draw.
 fn annotations(buffer: &gst::BufferRef, settings: &Settings) -> Vec<Annotation> {
-    buffer
-        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
-        .map(|meta| {
-            let (x, y, w, h) = meta.rect();
-            let detection = meta.param("detection");
-            let label = detection
-                .and_then(|d| d.get::<String>("label").ok())
-                .unwrap_or_else(|| meta.roi_type().to_string());
+    crate::pads::read_regions(buffer)
+        .into_iter()
+        .map(|region| {
             let mut text = Vec::new();
             if settings.show_label {
-                text.push(label.clone());
+                text.push(region.label().to_string());
             }
             if settings.show_confidence
-                && let Some(confidence) = detection.and_then(|d| d.get::<f64>("confidence").ok())
+                && let Some(confidence) = region.confidence
             {
                 text.push(format!("{:.0}%", confidence * 100.0));
             }
             if settings.show_id
-                && let Some(id) = meta.param("object_id").and_then(|o| o.get::<i32>("id").ok())
+                && let Some(id) = region.tracking_id
             {
                 text.push(format!("#{id}"));
             }
-            let age = detection.and_then(|d| d.get::<i64>("age").ok()).unwrap_or(0);
+            let age = region.age.unwrap_or(0);
             Annotation {
-                rect: Rect {
-                    x: x as i64,
-                    y: y as i64,
-                    w: w as i64,
-                    h: h as i64,
-                },
-                color: class_color(&label),
+                rect: Rect::from_pixels(region.rect),
+                color: class_color(region.label()),
                 label: text.join(" "),
                 stale: settings.stale_age > 0 && age.unsigned_abs() > settings.stale_age,
             }

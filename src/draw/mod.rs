@@ -170,6 +170,16 @@ pub struct Rect {
 }
 
 impl Rect {
+    /// A rectangle given in pixels as (x, y, width, height), as ROI metas hold it.
+    pub fn from_pixels((x, y, w, h): (u32, u32, u32, u32)) -> Rect {
+        Rect {
+            x: x as i64,
+            y: y as i64,
+            w: w as i64,
+            h: h as i64,
+        }
+    }
+
     fn clip(self, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
         let x0 = self.x.max(0);
         let y0 = self.y.max(0);
