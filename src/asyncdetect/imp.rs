@@ -813,10 +813,7 @@ impl BaseTransformImpl for AsyncDetect {
             let now = Instant::now();
             if let Some(last) = state.last_arrival.replace(now) {
                 let interval = now.duration_since(last);
-                state.arrival_interval = Some(match state.arrival_interval {
-                    Some(previous) => (previous * 7 + interval) / 8,
-                    None => interval,
-                });
+                state.arrival_interval = Some(worker::smoothed(state.arrival_interval, interval));
             }
             state.seq += 1;
             (state.shared.clone(), info, state.seq, state.arrival_interval)

@@ -148,15 +148,17 @@ impl Statistics {
     }
 }
 
+/// An exponential moving average (weight 1/8 for the new sample): what the element reports and
+/// predicts with follows changes within a few samples without jumping on one outlier.
+pub fn smoothed(previous: Option<Duration>, sample: Duration) -> Duration {
+    previous.map_or(sample, |previous| (previous * 7 + sample) / 8)
+}
+
+/// [`smoothed`] on a statistic kept in nanoseconds, where 0 means "no sample yet".
 fn smooth(target: &AtomicU64, sample: Duration) {
-    let sample = sample.as_nanos().min(u64::MAX as u128) as u64;
-    let previous = target.load(Ordering::Relaxed);
-    let next = if previous == 0 {
-        sample
-    } else {
-        (previous * 7 + sample) / 8
-    };
-    target.store(next, Ordering::Relaxed);
+    let previous = Duration::from_nanos(target.load(Ordering::Relaxed));
+    let next = smoothed(Some(previous).filter(|p| !p.is_zero()), sample);
+    target.store(next.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
 }
 
 /// See [`Shared::snapshot`].
@@ -332,10 +334,7 @@ impl Shared {
     fn job_done(&self, elapsed: Duration) {
         let mut mailbox = lock(&self.mailbox);
         mailbox.busy_since = None;
-        mailbox.job_time = Some(match mailbox.job_time {
-            Some(previous) => (previous * 7 + elapsed) / 8,
-            None => elapsed,
-        });
+        mailbox.job_time = Some(smoothed(mailbox.job_time, elapsed));
     }
 
     /// Publishes a result unless a flush happened since its frame was taken; always records that
