@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstasyncdetect::convert::FrameConverter;
+use gstasyncdetect::geometry::{Fit, Placement};
 use gstasyncdetect::preprocess::ChannelOrder;
 
 /// A table of the report.
@@ -271,12 +272,15 @@ fn table_preprocessing(config: &Config) {
     for format in ["I420", "NV12", "RGB", "BGR", "RGBA", "BGRA", "RGBx", "BGRx"] {
         let (buffer, info) = frame_1080p(format);
         let mut converter = FrameConverter::new(ChannelOrder::Rgb, 300, 300);
+        let placement = Placement::new(1920, 1080, None, 300, 300, Fit::Stretch);
         let mut convert_times = Vec::new();
         let mut fill_times = Vec::new();
         let mut tensor = Vec::new();
         for _ in 0..runs {
             let start = Instant::now();
-            let (frame, stride) = converter.convert(buffer.clone(), &info).expect("converts");
+            let (frame, stride) = converter
+                .convert(buffer.clone(), &info, &placement)
+                .expect("converts");
             convert_times.push(start.elapsed());
             let start = Instant::now();
             spec.fill_u8(frame.plane_data(0).expect("plane"), stride, &mut tensor)

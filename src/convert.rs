@@ -3,7 +3,11 @@
 
 use gst_video::prelude::*;
 
+use crate::geometry::Placement;
 use crate::preprocess::ChannelOrder;
+
+/// The grey YOLO's letterbox is trained with (114, 114, 114), as ARGB.
+const LETTERBOX_GREY: u32 = 0xff72_7272;
 
 /// A converted frame: packed 3-channel pixels in the model's channel order.
 pub type ConvertedFrame = gst_video::VideoFrame<gst_video::video_frame::Readable>;
@@ -12,7 +16,7 @@ pub type ConvertedFrame = gst_video::VideoFrame<gst_video::video_frame::Readable
 /// format stays the same (building one costs far more than using it).
 pub struct FrameConverter {
     converter: Option<(
-        gst_video::VideoInfo,
+        (gst_video::VideoInfo, Placement),
         gst_video::VideoConverter,
         gst_video::VideoInfo,
     )>,
@@ -34,17 +38,19 @@ impl FrameConverter {
         }
     }
 
-    /// Converts `buffer` (a frame described by `info`, with any strides its `GstVideoMeta` gives)
-    /// and releases it as soon as it is read. Returns the converted frame and its row stride.
+    /// Converts `buffer` (a frame described by `info`, with any strides its `GstVideoMeta` gives),
+    /// the part and position `placement` gives, and releases it as soon as it is read. Returns the
+    /// converted frame and its row stride.
     pub fn convert(
         &mut self,
         buffer: gst::Buffer,
         info: &gst_video::VideoInfo,
+        placement: &Placement,
     ) -> Result<(ConvertedFrame, usize), String> {
         if self
             .converter
             .as_ref()
-            .is_none_or(|(in_info, _, _)| in_info != info)
+            .is_none_or(|((in_info, in_placement), _, _)| in_info != info || in_placement != placement)
         {
             let out_info = gst_video::VideoInfo::builder(self.out_format, self.width, self.height)
                 .fps(info.fps())
@@ -61,9 +67,20 @@ impl FrameConverter {
             config.set_chroma_resampler_method(gst_video::VideoResamplerMethod::Linear);
             config.set_dither_method(gst_video::VideoDitherMethod::None);
             config.set_threads(1);
+            let (source, destination) = (placement.source, placement.destination);
+            config.set_src_x(source.x as i32);
+            config.set_src_y(source.y as i32);
+            config.set_src_width(Some(source.width as i32));
+            config.set_src_height(Some(source.height as i32));
+            config.set_dest_x(destination.x as i32);
+            config.set_dest_y(destination.y as i32);
+            config.set_dest_width(Some(destination.width as i32));
+            config.set_dest_height(Some(destination.height as i32));
+            config.set_fill_border(!placement.fills_input());
+            config.set_border_argb(LETTERBOX_GREY);
             let converter = gst_video::VideoConverter::new(info, &out_info, Some(config))
                 .map_err(|e| format!("cannot convert {:?} to the model input: {e}", info.format()))?;
-            self.converter = Some((info.clone(), converter, out_info));
+            self.converter = Some(((info.clone(), *placement), converter, out_info));
         }
         let Some((_, converter, out_info)) = self.converter.as_ref() else {
             return Err("no converter".into());

@@ -1,13 +1,15 @@
 //! The ONNX Runtime side: loading the runtime library once per process, building a session for a
 //! model and running it on a pre-processed image. No GStreamer types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, CowArray, IxDyn};
 use once_cell::sync::Lazy;
 use ort::environment::Environment;
 use ort::session::{Session, SessionOutputs};
@@ -118,17 +120,20 @@ impl fmt::Display for ModelSource {
 pub struct ModelOptions {
     /// Intra-op threads; 0 lets ONNX Runtime choose.
     pub threads: usize,
+    /// Models naming the same instance share one session whatever else they name: the first to
+    /// load decides the model and threads. `None`: shared by model and threads.
+    pub instance_id: Option<String>,
     pub input: InputOverrides,
     pub library: Option<PathBuf>,
     pub decoder: DecoderChoice,
 }
 
-/// What makes two loads the same session: the model's bytes (the built-in model, or a file as it
-/// is now) and the session settings.
+/// What makes two loads the same session: the instance id the user gave, else the model's bytes
+/// (the built-in model, or a file as it is now) and the session settings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SessionKey {
-    source: SourceKey,
-    threads: usize,
+enum SessionKey {
+    Instance(String),
+    Model { source: SourceKey, threads: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -141,31 +146,233 @@ enum SourceKey {
     },
 }
 
-type SharedSession = Arc<Mutex<Session>>;
+/// The most frames run together when a model takes a batch of any size.
+pub const MAX_BATCH: usize = 16;
+
+/// An input tensor's data, one frame.
+#[derive(Debug, Clone)]
+enum TensorData {
+    U8(Vec<u8>),
+    F32(Vec<f32>),
+}
+
+impl TensorData {
+    fn same_kind(&self, other: &TensorData) -> bool {
+        matches!(
+            (self, other),
+            (TensorData::U8(_), TensorData::U8(_)) | (TensorData::F32(_), TensorData::F32(_))
+        )
+    }
+}
+
+/// One frame waiting for the session.
+struct Request {
+    ticket: u64,
+    shape: [usize; 4],
+    data: TensorData,
+}
+
+type RunOutcome = Result<Vec<ArrayD<f32>>, String>;
+
+#[derive(Default)]
+struct RunQueue {
+    waiting: VecDeque<Request>,
+    finished: HashMap<u64, RunOutcome>,
+    next_ticket: u64,
+    running: bool,
+}
+
+/// One ONNX Runtime session (one copy of the weights, one thread pool) and the queue in front of
+/// it. Frames are served oldest first: each stream waits for its own result before it queues
+/// another, so with every stream busy they take turns and none starves (a plain mutex lets the
+/// thread that just released it take it again). Whoever reaches the head of the queue runs the
+/// session for the frames there, several at once when the model takes a batch of any size, and
+/// hands every one its own outputs.
+pub struct SharedSession {
+    session: Mutex<Session>,
+    queue: Mutex<RunQueue>,
+    turn: Condvar,
+    max_batch: usize,
+    runs: AtomicU64,
+    batched_frames: AtomicU64,
+}
+
+impl SharedSession {
+    fn new(session: Session) -> SharedSession {
+        // A batch dimension that is not fixed (-1) takes several frames.
+        let batchable = session.inputs().first().is_some_and(|input| {
+            input
+                .dtype()
+                .tensor_shape()
+                .is_some_and(|shape| shape.first().is_some_and(|&d| d < 0))
+        });
+        SharedSession {
+            session: Mutex::new(session),
+            queue: Mutex::default(),
+            turn: Condvar::new(),
+            max_batch: if batchable { MAX_BATCH } else { 1 },
+            runs: AtomicU64::new(0),
+            batched_frames: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues one frame and returns its outputs (batch dimension 1) once it has been run.
+    fn run(&self, shape: [usize; 4], data: TensorData) -> RunOutcome {
+        let mut queue = lock(&self.queue);
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.waiting.push_back(Request { ticket, shape, data });
+        loop {
+            if let Some(outcome) = queue.finished.remove(&ticket) {
+                return outcome;
+            }
+            if !queue.running && queue.waiting.front().is_some_and(|r| r.ticket == ticket) {
+                queue.running = true;
+                let batch = self.take_batch(&mut queue.waiting);
+                drop(queue);
+                let outcomes = panic::catch_unwind(AssertUnwindSafe(|| self.run_batch(&batch)))
+                    .unwrap_or_else(|_| {
+                        batch
+                            .iter()
+                            .map(|_| Err("ONNX Runtime panicked".to_string()))
+                            .collect()
+                    });
+                queue = lock(&self.queue);
+                for (request, outcome) in batch.iter().zip(outcomes) {
+                    queue.finished.insert(request.ticket, outcome);
+                }
+                queue.running = false;
+                self.turn.notify_all();
+                continue;
+            }
+            queue = self.turn.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The head of the queue and the frames right behind it that fit in the same batch.
+    fn take_batch(&self, waiting: &mut VecDeque<Request>) -> Vec<Request> {
+        let mut batch: Vec<Request> = Vec::new();
+        while let Some(next) = waiting.front() {
+            let fits = batch.first().is_none_or(|first| {
+                batch.len() < self.max_batch && first.shape == next.shape && first.data.same_kind(&next.data)
+            });
+            if !fits {
+                break;
+            }
+            batch.extend(waiting.pop_front());
+        }
+        batch
+    }
+
+    fn run_batch(&self, batch: &[Request]) -> Vec<RunOutcome> {
+        let fail = |e: String| batch.iter().map(|_| Err(e.clone())).collect();
+        let Some(first) = batch.first() else {
+            return Vec::new();
+        };
+        let mut shape = first.shape;
+        shape[0] = batch.len();
+        let mut session = lock(&self.session);
+        let outputs = match &first.data {
+            TensorData::U8(_) => {
+                let data: Vec<u8> = batch
+                    .iter()
+                    .flat_map(|r| match &r.data {
+                        TensorData::U8(d) => d.as_slice(),
+                        TensorData::F32(_) => &[],
+                    })
+                    .copied()
+                    .collect();
+                TensorRef::from_array_view((shape, data.as_slice()))
+                    .and_then(|tensor| session.run(ort::inputs![tensor]))
+                    .map_err(|e| e.to_string())
+                    .and_then(|outputs| split_outputs(&outputs, batch.len()))
+            }
+            TensorData::F32(_) => {
+                let data: Vec<f32> = batch
+                    .iter()
+                    .flat_map(|r| match &r.data {
+                        TensorData::F32(d) => d.as_slice(),
+                        TensorData::U8(_) => &[],
+                    })
+                    .copied()
+                    .collect();
+                TensorRef::from_array_view((shape, data.as_slice()))
+                    .and_then(|tensor| session.run(ort::inputs![tensor]))
+                    .map_err(|e| e.to_string())
+                    .and_then(|outputs| split_outputs(&outputs, batch.len()))
+            }
+        };
+        drop(session);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.batched_frames
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        match outputs {
+            Ok(per_frame) => per_frame.into_iter().map(Ok).collect(),
+            Err(e) => fail(e),
+        }
+    }
+}
+
+/// Every output as f32 arrays per frame of a batch of `frames`: the batch dimension is split so
+/// each frame gets outputs with batch dimension 1, as it would running alone.
+fn split_outputs(outputs: &SessionOutputs<'_>, frames: usize) -> Result<Vec<Vec<ArrayD<f32>>>, String> {
+    let arrays = outputs_as_f32(outputs).map_err(|e| e.to_string())?;
+    let mut per_frame: Vec<Vec<ArrayD<f32>>> = vec![Vec::with_capacity(arrays.len()); frames];
+    for array in arrays {
+        if frames == 1 {
+            per_frame[0].push(array.into_owned());
+            continue;
+        }
+        if array.ndim() == 0 || array.shape()[0] != frames {
+            return Err(format!(
+                "output of shape {:?} has no batch dimension of {frames}",
+                array.shape()
+            ));
+        }
+        for (index, outputs) in per_frame.iter_mut().enumerate() {
+            outputs.push(array.index_axis(Axis(0), index).insert_axis(Axis(0)).to_owned());
+        }
+    }
+    Ok(per_frame)
+}
 
 /// Sessions in use, so elements running the same model share one copy of its weights and one
 /// thread pool. Held weakly: a session goes when its last model does.
-static SESSIONS: Lazy<Mutex<HashMap<SessionKey, Weak<Mutex<Session>>>>> = Lazy::new(Mutex::default);
+static SESSIONS: Lazy<Mutex<HashMap<SessionKey, Weak<SharedSession>>>> = Lazy::new(Mutex::default);
 
-/// Counts the models (elements) using one session.
-#[derive(Debug, Clone, Default)]
-pub struct SessionUsers(Weak<Mutex<Session>>);
+/// Counts the models (elements) using one session, and how it has been run.
+#[derive(Clone, Default)]
+pub struct SessionUsers(Weak<SharedSession>);
 
 impl SessionUsers {
     /// Models currently sharing the session (0 once it is gone).
     pub fn count(&self) -> usize {
         self.0.strong_count()
     }
+
+    /// Session runs so far and the frames they held (more frames than runs: batching happened).
+    pub fn runs(&self) -> (u64, u64) {
+        self.0.upgrade().map_or((0, 0), |s| {
+            (
+                s.runs.load(Ordering::Relaxed),
+                s.batched_frames.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
+impl fmt::Debug for SessionUsers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionUsers({})", self.count())
+    }
 }
 
 /// A loaded model, ready to run. Owned by one thread at a time; its session may be shared.
 pub struct Model {
-    session: SharedSession,
+    session: Arc<SharedSession>,
     input: InputSpec,
     decoder: Decoder,
     labels: Labels,
-    u8_input: Vec<u8>,
-    f32_input: Vec<f32>,
 }
 
 fn element_type(ty: &TensorElementType) -> Option<ElementType> {
@@ -194,21 +401,24 @@ impl Model {
                 .with_inter_op_spinning(false)
                 .map_err(|e| e.to_string())
         };
-        let key = SessionKey {
-            source: match source {
-                ModelSource::BuiltIn => SourceKey::BuiltIn,
-                ModelSource::File(path) => {
-                    let metadata = std::fs::metadata(path).map_err(|e| {
-                        EngineError::Model(format!("could not read model {}: {e}", path.display()))
-                    })?;
-                    SourceKey::File {
-                        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
-                        len: metadata.len(),
-                        modified: metadata.modified().ok(),
+        let key = match &options.instance_id {
+            Some(id) => SessionKey::Instance(id.clone()),
+            None => SessionKey::Model {
+                source: match source {
+                    ModelSource::BuiltIn => SourceKey::BuiltIn,
+                    ModelSource::File(path) => {
+                        let metadata = std::fs::metadata(path).map_err(|e| {
+                            EngineError::Model(format!("could not read model {}: {e}", path.display()))
+                        })?;
+                        SourceKey::File {
+                            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+                            len: metadata.len(),
+                            modified: metadata.modified().ok(),
+                        }
                     }
-                }
+                },
+                threads: options.threads,
             },
-            threads: options.threads,
         };
         // Only model-loading threads take this lock, never a streaming thread; holding it while
         // building keeps two elements from building the same session twice.
@@ -236,11 +446,11 @@ impl Model {
                     }
                 }
                 .map_err(|e| model_error("could not load", e))?;
-                Arc::new(Mutex::new(session))
+                Arc::new(SharedSession::new(session))
             }
         };
         let (mut input, decoder) = {
-            let session = lock(&shared);
+            let session = lock(&shared.session);
             describe(&session, source, options)?
         };
         // A float input left at the defaults gets what the model family is trained with.
@@ -261,8 +471,6 @@ impl Model {
             input,
             decoder,
             labels,
-            u8_input: Vec::new(),
-            f32_input: Vec::new(),
         };
         let blank = vec![0u8; model.input.tensor_len()];
         model
@@ -315,38 +523,36 @@ impl Model {
     }
 
     fn run_raw(&mut self, image: &[u8], stride: usize) -> Result<Vec<RawDetection>, EngineError> {
-        let shape = self.input.tensor_shape();
-        let inference_error = |e: ort::Error| EngineError::Inference(e.to_string());
         let fill_error = |e: crate::preprocess::InputError| EngineError::Inference(e.to_string());
-        match self.input.element_type {
-            ElementType::U8 => self
-                .input
-                .fill_u8(image, stride, &mut self.u8_input)
-                .map_err(fill_error)?,
-            ElementType::F32 => self
-                .input
-                .fill_f32(image, stride, &mut self.f32_input)
-                .map_err(fill_error)?,
-        }
-        // A shared session runs one frame at a time; the lock is held only by inference threads.
-        let mut session = lock(&self.session);
-        let outputs = match self.input.element_type {
+        let data = match self.input.element_type {
             ElementType::U8 => {
-                let tensor =
-                    TensorRef::from_array_view((shape, self.u8_input.as_slice())).map_err(inference_error)?;
-                session.run(ort::inputs![tensor]).map_err(inference_error)?
+                let mut tensor = Vec::new();
+                self.input
+                    .fill_u8(image, stride, &mut tensor)
+                    .map_err(fill_error)?;
+                TensorData::U8(tensor)
             }
             ElementType::F32 => {
-                let tensor = TensorRef::from_array_view((shape, self.f32_input.as_slice()))
-                    .map_err(inference_error)?;
-                session.run(ort::inputs![tensor]).map_err(inference_error)?
+                let mut tensor = Vec::new();
+                self.input
+                    .fill_f32(image, stride, &mut tensor)
+                    .map_err(fill_error)?;
+                TensorData::F32(tensor)
             }
         };
-        let arrays = outputs_as_f32(&outputs)?;
+        let arrays = self
+            .session
+            .run(self.input.tensor_shape(), data)
+            .map_err(EngineError::Inference)?;
         let views: Vec<ArrayViewD<'_, f32>> = arrays.iter().map(|a| a.view()).collect();
         self.decoder
             .decode(&views)
             .map_err(|e| EngineError::Inference(format!("decoding the outputs failed: {e}")))
+    }
+
+    /// Sets the overlap above which the YOLO decoder suppresses a box of the same class.
+    pub fn set_nms_iou(&mut self, iou: f32) {
+        self.decoder.set_nms_iou(iou);
     }
 }
 

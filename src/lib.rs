@@ -19,13 +19,16 @@ mod detectoverlay;
 pub mod draw;
 pub mod engine;
 pub mod export;
+pub mod geometry;
 pub mod labels;
+pub mod motion;
 mod pads;
 pub mod preprocess;
 pub mod track;
 
 pub use asyncdetect::{
-    AsyncDetect, AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectMode, AsyncDetectTracking,
+    AsyncDetect, AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode,
+    AsyncDetectTracking,
 };
 pub use detectblur::{DetectBlur, DetectBlurShape};
 pub use detectexport::DetectExport;

@@ -124,11 +124,9 @@ fn ids_are_stable_on_a_real_clip() {
     assert_eq!(switched, 0);
 }
 
-/// A YOLOv8-layout model (`tests/models/tiny_yolov8.onnx`, constant outputs) is recognised by its
-/// output shape and decoded with class-aware NMS into boxes in the frame's own pixels.
-#[test]
-fn yolo_outputs_are_decoded_with_nms() {
-    init();
+/// Runs `tests/models/tiny_yolov8.onnx` (constant outputs) on one 640x480 frame, with the
+/// given `input-resize`, and returns what it found sorted by label.
+fn tiny_yolo(resize: gstasyncdetect::AsyncDetectInputResize) -> Vec<Roi> {
     let caps = gst::Caps::builder("video/x-raw")
         .field("format", "I420")
         .field("width", 640)
@@ -140,6 +138,7 @@ fn yolo_outputs_are_decoded_with_nms() {
         &[
             ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
             ("model-location", model.to_value()),
+            ("input-resize", resize.to_value()),
         ],
         &caps,
     );
@@ -150,20 +149,34 @@ fn yolo_outputs_are_decoded_with_nms() {
     .unwrap();
     let mut found = rois(&h.pull().unwrap());
     found.sort_by(|a, b| a.label.cmp(&b.label));
+    found
+}
+
+/// A YOLOv8-layout model is recognised by its output shape and decoded with class-aware NMS
+/// into boxes in the frame's own pixels, undoing the letterbox YOLO models are fed with.
+#[test]
+fn yolo_outputs_are_decoded_with_nms() {
+    init();
+    use gstasyncdetect::AsyncDetectInputResize as Resize;
+    let found = tiny_yolo(Resize::Auto);
     let summary: Vec<(&str, f64)> = found.iter().map(|r| (r.label.as_str(), r.confidence)).collect();
     assert_eq!(summary.len(), 2, "the duplicate is suppressed: {found:?}");
     assert_eq!(summary[0].0, "0");
     assert!((summary[0].1 - 0.9).abs() < 1e-6 && (summary[1].1 - 0.8).abs() < 1e-6);
-    // (160, 120, 64, 128) in 320x320 input pixels: x 128..192, y 56..184.
-    let expected = [128.0 / 320.0, 56.0 / 320.0, 192.0 / 320.0, 184.0 / 320.0];
+    // The box (160, 120, 64, 128) is x 128..192, y 56..184 in the 320x320 input. Letterboxed, the
+    // 640x480 frame is 320x240 at y 40..280 in the input (scale 0.5): frame x 256..384, y 32..288.
+    assert_eq!(found[0].rect, (256, 32, 128, 256), "{:?}", found[0]);
+    let expected = [0.4, 32.0 / 480.0, 0.6, 288.0 / 480.0];
     for (got, want) in found[0].norm.iter().zip(expected) {
-        assert!((got - want).abs() < 1e-6, "{:?}", found[0].norm);
+        assert!((got - want).abs() < 1e-5, "{:?}", found[0].norm);
     }
-    assert_eq!(
-        found[0].rect,
-        (256, 84, 128, 192),
-        "in the 640x480 frame's pixels"
-    );
+    // Stretched, the input's fractions are the frame's.
+    let stretched = tiny_yolo(Resize::Stretch);
+    let expected = [128.0 / 320.0, 56.0 / 320.0, 192.0 / 320.0, 184.0 / 320.0];
+    for (got, want) in stretched[0].norm.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-6, "{:?}", stretched[0].norm);
+    }
+    assert_eq!(stretched[0].rect, (256, 84, 128, 192));
 }
 
 /// The shipped face detector (BlazeFace, `models/blazeface_back_256.onnx`) finds the woman's face

@@ -14,10 +14,13 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use super::worker::{self, Job, Shared, Statistics, WaitOutcome, WorkerConfig};
-use super::{AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectMode, AsyncDetectTracking};
+use super::{
+    AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode, AsyncDetectTracking,
+};
 use crate::decode::DecoderChoice;
 use crate::detection::DetectionFilter;
 use crate::engine::{DEFAULT_LABELS, ModelOptions, ModelSource};
+use crate::geometry::{Fit, Region};
 use crate::labels::Labels;
 use crate::lock;
 use crate::preprocess::{ChannelOrder, InputOverrides, parse_channel_values};
@@ -39,6 +42,13 @@ const DEFAULT_POST_MESSAGES: bool = true;
 const DEFAULT_INFERENCE_NICE: i32 = 10;
 const DEFAULT_TRACKING: AsyncDetectTracking = AsyncDetectTracking::None;
 const DEFAULT_TRACK_LOST_TIME: u64 = 1_000_000_000;
+const DEFAULT_NMS_IOU: f64 = crate::decode::DEFAULT_NMS_IOU as f64;
+const DEFAULT_INTERVAL: u32 = 1;
+const DEFAULT_MAX_FPS: f64 = 0.0;
+const DEFAULT_MOTION_GATING: bool = false;
+const DEFAULT_MOTION_THRESHOLD: f64 = 0.003;
+/// Frame times within this of the `max-fps` period count as on time (timestamps are rounded).
+const RATE_TOLERANCE: Duration = Duration::from_millis(2);
 /// Predicted boxes are moved forward at most this far: past it, a velocity is a guess.
 const MAX_PREDICTION: f64 = 1.0;
 
@@ -63,6 +73,15 @@ struct Settings {
     tracking: AsyncDetectTracking,
     track_lost_time: u64,
     decoder: AsyncDetectDecoder,
+    input_resize: AsyncDetectInputResize,
+    nms_iou: f64,
+    roi: String,
+    region: Option<Arc<Region>>,
+    interval: u32,
+    max_fps: f64,
+    motion_gating: bool,
+    motion_threshold: f64,
+    model_instance_id: Option<String>,
 }
 
 impl Default for Settings {
@@ -91,7 +110,43 @@ impl Default for Settings {
             tracking: DEFAULT_TRACKING,
             track_lost_time: DEFAULT_TRACK_LOST_TIME,
             decoder: AsyncDetectDecoder::Auto,
+            input_resize: AsyncDetectInputResize::Auto,
+            nms_iou: DEFAULT_NMS_IOU,
+            roi: String::new(),
+            region: None,
+            interval: DEFAULT_INTERVAL,
+            max_fps: DEFAULT_MAX_FPS,
+            motion_gating: DEFAULT_MOTION_GATING,
+            motion_threshold: DEFAULT_MOTION_THRESHOLD,
+            model_instance_id: None,
         }
+    }
+}
+
+impl Settings {
+    /// Whether a frame may go to the model under `interval` and `max-fps`, given the last frame
+    /// that went (its sequence number and timestamp).
+    fn rate_allows(
+        &self,
+        seq: u64,
+        pts: Option<gst::ClockTime>,
+        last_taken: Option<(u64, Option<gst::ClockTime>)>,
+    ) -> bool {
+        let Some((last_seq, last_pts)) = last_taken else {
+            return true;
+        };
+        if seq.saturating_sub(last_seq) < self.interval.max(1) as u64 {
+            return false;
+        }
+        if self.max_fps > 0.0
+            && let (Some(now), Some(then)) = (pts, last_pts)
+        {
+            let period = Duration::from_secs_f64(1.0 / self.max_fps);
+            let elapsed = Duration::from_nanos(now.nseconds().saturating_sub(then.nseconds()));
+            // A backwards jump (a new segment) lets the frame go.
+            return now < then || elapsed + RATE_TOLERANCE >= period;
+        }
+        true
     }
 }
 
@@ -138,6 +193,8 @@ struct State {
     last_arrival: Option<Instant>,
     /// Smoothed wall-clock time between buffers, to predict when the next one comes.
     arrival_interval: Option<Duration>,
+    /// The last frame handed to the worker (sequence number and timestamp), for rate control.
+    last_taken: Option<(u64, Option<gst::ClockTime>)>,
 }
 
 #[derive(Default)]
@@ -248,6 +305,7 @@ impl AsyncDetect {
             labels,
             options: ModelOptions {
                 threads: settings.threads as usize,
+                instance_id: settings.model_instance_id.clone(),
                 input,
                 library: settings.onnxruntime_library.as_ref().map(PathBuf::from),
                 decoder: match settings.decoder {
@@ -518,6 +576,118 @@ impl ObjectImpl for AsyncDetect {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default::<AsyncDetectInputResize>(
+                    "input-resize",
+                    AsyncDetectInputResize::Auto,
+                )
+                .nick("Input resize")
+                .blurb(
+                    "How frames are fitted into the model input: auto (letterbox for YOLO models, \
+                     stretch for SSD and BlazeFace: what each family is trained with), stretch or \
+                     letterbox. Boxes always come back in frame coordinates.",
+                )
+                .mutable_playing()
+                .build(),
+                glib::ParamSpecDouble::builder("nms-iou")
+                    .nick("NMS IoU threshold")
+                    .blurb(
+                        "For models whose non-maximum suppression runs in the element (YOLO): a box \
+                         overlapping a more confident box of the same class by more than this IoU is \
+                         dropped.",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_NMS_IOU)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("roi")
+                    .nick("Region of interest")
+                    .blurb(
+                        "Only look at part of the picture, in fractions of the frame: a rectangle \
+                         \"x,y,width,height\" (e.g. \"0.5,0,0.5,1\" = right half) or a polygon \
+                         \"x1,y1 x2,y2 x3,y3 ...\". The model sees the region's bounding rectangle \
+                         (cropped before scaling, so distant objects get more pixels); with a polygon \
+                         only objects whose centre lies inside are reported. Boxes are in full-frame \
+                         coordinates. Empty: the whole frame. A malformed value is refused with a \
+                         warning and the previous one stays.",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Interval")
+                    .blurb(
+                        "Infer at most every Nth frame: at least N buffers pass between two frames the \
+                         model sees (1: any frame). Buffers in between carry the newest result.",
+                    )
+                    .minimum(1)
+                    .maximum(100_000)
+                    .default_value(DEFAULT_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("max-fps")
+                    .nick("Maximum inference rate")
+                    .blurb(
+                        "Infer at most this many frames per second of stream time for this stream \
+                         (0: as fast as the model allows). Frames are picked by timestamp, so the rate \
+                         holds whatever the video's frame rate. Combines with interval.",
+                    )
+                    .minimum(0.0)
+                    .maximum(1000.0)
+                    .default_value(DEFAULT_MAX_FPS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("motion-gating")
+                    .nick("Motion gating")
+                    .blurb(
+                        "Skip the model while the picture does not change (frame differencing on a \
+                         small grey thumbnail, in the inference thread). The last detections and \
+                         tracks stay attached; inference resumes on the first frame with motion.",
+                    )
+                    .default_value(DEFAULT_MOTION_GATING)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("motion-threshold")
+                    .nick("Motion threshold")
+                    .blurb(
+                        "With motion-gating: the fraction of the picture (0 to 1) that must change \
+                         since the last inference to run the model again.",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_MOTION_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("model-instance-id")
+                    .nick("Model instance id")
+                    .blurb(
+                        "Elements in one process naming the same id share one ONNX Runtime session and \
+                         its threads (the first to start decides the model and threads). Unset: \
+                         elements with the same model and threads share. Frames from all sharing \
+                         streams are served oldest first, batched when the model takes any batch size.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("session-runs")
+                    .nick("Session runs")
+                    .blurb(
+                        "Times the shared ONNX Runtime session ran, for all elements sharing it \
+                         (see session-frames).",
+                    )
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("session-frames")
+                    .nick("Session frames")
+                    .blurb(
+                        "Frames the shared session ran on, for all elements sharing it: more than \
+                         session-runs when frames of several streams were batched.",
+                    )
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-unchanged")
+                    .nick("Frames unchanged")
+                    .blurb("Frames the model did not run on because motion-gating found no change.")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-in")
                     .nick("Frames in")
                     .blurb("Buffers that passed through since the element started.")
@@ -622,6 +792,32 @@ impl ObjectImpl for AsyncDetect {
             "post-messages" => {
                 lock(&self.settings).post_messages = value.get().unwrap_or(DEFAULT_POST_MESSAGES)
             }
+            "input-resize" => lock(&self.settings).input_resize = value.get().unwrap_or_default(),
+            "nms-iou" => lock(&self.settings).nms_iou = value.get().unwrap_or(DEFAULT_NMS_IOU),
+            "roi" => {
+                let text = optional_string(value).unwrap_or_default();
+                match Region::parse(&text) {
+                    Ok(region) => {
+                        let mut settings = lock(&self.settings);
+                        settings.roi = text;
+                        settings.region = region.map(Arc::new);
+                    }
+                    Err(e) => gst::element_imp_warning!(
+                        self,
+                        gst::LibraryError::Settings,
+                        ("Ignoring roi \"{}\": {}", text, e)
+                    ),
+                }
+            }
+            "interval" => lock(&self.settings).interval = value.get().unwrap_or(DEFAULT_INTERVAL),
+            "max-fps" => lock(&self.settings).max_fps = value.get().unwrap_or(DEFAULT_MAX_FPS),
+            "motion-gating" => {
+                lock(&self.settings).motion_gating = value.get().unwrap_or(DEFAULT_MOTION_GATING)
+            }
+            "motion-threshold" => {
+                lock(&self.settings).motion_threshold = value.get().unwrap_or(DEFAULT_MOTION_THRESHOLD)
+            }
+            "model-instance-id" => lock(&self.settings).model_instance_id = optional_string(value),
             other => gst::warning!(CAT, imp = self, "Property {other} is not writable"),
         }
     }
@@ -650,6 +846,17 @@ impl ObjectImpl for AsyncDetect {
             "tracking" => settings.tracking.to_value(),
             "decoder" => settings.decoder.to_value(),
             "track-lost-time" => settings.track_lost_time.to_value(),
+            "input-resize" => settings.input_resize.to_value(),
+            "nms-iou" => settings.nms_iou.to_value(),
+            "roi" => settings.roi.to_value(),
+            "interval" => settings.interval.to_value(),
+            "max-fps" => settings.max_fps.to_value(),
+            "motion-gating" => settings.motion_gating.to_value(),
+            "motion-threshold" => settings.motion_threshold.to_value(),
+            "model-instance-id" => settings.model_instance_id.to_value(),
+            "frames-unchanged" => counter(&self.stats.frames_unchanged),
+            "session-runs" => self.stats.session_runs().0.to_value(),
+            "session-frames" => self.stats.session_runs().1.to_value(),
             "frames-in" => counter(&self.stats.frames_in),
             "frames-inferred" => counter(&self.stats.frames_inferred),
             "frames-skipped" => counter(&self.stats.frames_skipped),
@@ -728,6 +935,7 @@ impl BaseTransformImpl for AsyncDetect {
             seq: 0,
             last_arrival: None,
             arrival_interval: None,
+            last_taken: None,
         });
         Ok(())
     }
@@ -802,7 +1010,7 @@ impl BaseTransformImpl for AsyncDetect {
 
     fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings();
-        let (shared, info, seq, arrival_interval) = {
+        let (shared, info, seq, arrival_interval, rate_allows) = {
             let mut guard = lock(&self.state);
             let Some(state) = guard.as_mut() else {
                 return Err(gst::FlowError::Flushing);
@@ -816,7 +1024,14 @@ impl BaseTransformImpl for AsyncDetect {
                 state.arrival_interval = Some(worker::smoothed(state.arrival_interval, interval));
             }
             state.seq += 1;
-            (state.shared.clone(), info, state.seq, state.arrival_interval)
+            let rate_allows = settings.rate_allows(state.seq, buffer.pts(), state.last_taken);
+            (
+                state.shared.clone(),
+                info,
+                state.seq,
+                state.arrival_interval,
+                rate_allows,
+            )
         };
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
         let worker::Snapshot {
@@ -836,12 +1051,29 @@ impl BaseTransformImpl for AsyncDetect {
             post_messages: settings.post_messages,
             tracking: settings.tracking,
             track_lost_time: settings.track_lost_time as f64 / 1e9,
+            fit: match settings.input_resize {
+                AsyncDetectInputResize::Auto => None,
+                AsyncDetectInputResize::Stretch => Some(Fit::Stretch),
+                AsyncDetectInputResize::Letterbox => Some(Fit::Letterbox),
+            },
+            region: settings.region.clone(),
+            nms_iou: settings.nms_iou as f32,
+            motion_threshold: settings.motion_gating.then_some(settings.motion_threshold as f32),
+        };
+        let mark_taken = || {
+            if let Some(state) = lock(&self.state).as_mut() {
+                state.last_taken = Some((seq, buffer.pts()));
+            }
         };
 
-        if settings.mode == AsyncDetectMode::Sync {
+        if !rate_allows {
+            // Not this stream's turn under interval/max-fps: pass on with the newest result.
+            self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        } else if settings.mode == AsyncDetectMode::Sync {
             if failed {
                 return Err(gst::FlowError::Error);
             }
+            mark_taken();
             return match shared.process_and_wait(make_job()) {
                 WaitOutcome::Done(result) => {
                     if let Some(result) = result {
@@ -854,8 +1086,8 @@ impl BaseTransformImpl for AsyncDetect {
             };
         }
 
-        if !failed {
-            shared.offer(make_job, arrival_interval);
+        if rate_allows && !failed && shared.offer(make_job, arrival_interval) {
+            mark_taken();
         }
         if let Some(result) = latest {
             let attached = Self::attach(buffer, &info, &result, settings.max_age);

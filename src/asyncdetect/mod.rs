@@ -90,11 +90,32 @@ pub enum AsyncDetectDecoder {
     BlazeFace,
 }
 
+/// How `asyncdetect` fits a frame into the model's input.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAsyncDetectInputResize")]
+pub enum AsyncDetectInputResize {
+    #[default]
+    #[enum_value(
+        name = "Auto: letterbox for YOLO models, stretch for the others (what each is trained with)",
+        nick = "auto"
+    )]
+    Auto,
+    #[enum_value(name = "Stretch: scaled to the input size, aspect ignored", nick = "stretch")]
+    Stretch,
+    #[enum_value(
+        name = "Letterbox: scaled keeping aspect, centred on grey (114)",
+        nick = "letterbox"
+    )]
+    Letterbox,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     AsyncDetectMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectChannelOrder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectTracking::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectDecoder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    AsyncDetectInputResize::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "asyncdetect",

@@ -18,8 +18,10 @@ use super::imp::CAT;
 use crate::convert::FrameConverter;
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{Model, ModelOptions, ModelSource};
+use crate::geometry::{Fit, Placement, Region};
 use crate::labels::Labels;
 use crate::lock;
+use crate::motion::{MotionGate, Thumbnail};
 use crate::track::{Tracker, Velocity};
 
 /// A frame handed to the worker. `buffer` shares the frame's memory until the worker has converted
@@ -36,7 +38,18 @@ pub struct Job {
     pub tracking: super::AsyncDetectTracking,
     /// How long a lost track is kept, in seconds.
     pub track_lost_time: f64,
+    /// How the frame is fitted into the model input; `None`: what the model family expects.
+    pub fit: Option<Fit>,
+    /// Only this part of the picture is looked at.
+    pub region: Option<Arc<Region>>,
+    /// Overlap above which NMS drops a box of the same class (families decoded in the element).
+    pub nms_iou: f32,
+    /// Motion gating: skip the model unless more than this fraction of the picture changed.
+    pub motion_threshold: Option<f32>,
 }
+
+/// Track id and velocity per detection.
+type TrackList = Vec<(u32, Velocity)>;
 
 /// A finished inference.
 #[derive(Debug)]
@@ -46,7 +59,7 @@ pub struct InferenceResult {
     pub frame_pts: Option<gst::ClockTime>,
     pub detections: Vec<Detection>,
     /// Track id and velocity per detection, when tracking.
-    pub tracks: Vec<(u32, Velocity)>,
+    pub tracks: TrackList,
     /// Move boxes forward to the time of the buffer they are attached to.
     pub predict: bool,
 }
@@ -98,6 +111,8 @@ pub struct Statistics {
     pub frames_in: AtomicU64,
     pub frames_inferred: AtomicU64,
     pub frames_skipped: AtomicU64,
+    /// Frames the worker took but did not run the model on: the picture had not changed.
+    pub frames_unchanged: AtomicU64,
     /// Smoothed conversion + inference + decoding time, in nanoseconds.
     pub inference_latency_ns: AtomicU64,
     /// Smoothed colour conversion + scaling time, in nanoseconds.
@@ -114,6 +129,7 @@ impl Statistics {
             &self.frames_in,
             &self.frames_inferred,
             &self.frames_skipped,
+            &self.frames_unchanged,
             &self.inference_latency_ns,
             &self.preprocess_latency_ns,
         ] {
@@ -125,6 +141,11 @@ impl Statistics {
     /// Elements in this process sharing this one's ONNX Runtime session (0 before it is loaded).
     pub fn session_users(&self) -> usize {
         lock(&self.session).count()
+    }
+
+    /// Runs of the shared session and the frames they held (see [`crate::engine::SessionUsers::runs`]).
+    pub fn session_runs(&self) -> (u64, u64) {
+        lock(&self.session).runs()
     }
 
     /// Inferences finished per second over the last two seconds.
@@ -455,6 +476,11 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
     let mut tracker = Tracker::default();
     let mut tracker_generation = 0;
     let epoch = Instant::now();
+    let mut motion_gate = MotionGate::default();
+    // What the gate compared against was seen through this placement and flush generation.
+    let mut gate_context: Option<(Placement, u64)> = None;
+    // The last result, re-published for frames whose picture did not change.
+    let mut last_result: Option<(Vec<Detection>, TrackList)> = None;
 
     while let Some(work) = shared.next_work() {
         let job = match work {
@@ -468,6 +494,7 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
                         warned_unnamed = false;
                         converter =
                             model_ready(weak, shared, &mut model, &config.source, load_start, post_latency);
+                        motion_gate.reset();
                     }
                     Err(e) => {
                         if let Some(element) = weak.upgrade() {
@@ -492,13 +519,58 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             job.tracking,
             job.track_lost_time,
         );
-        let converted = converter.convert(job.buffer, &job.info);
+        let input = model.input();
+        let placement = Placement::new(
+            job.info.width(),
+            job.info.height(),
+            job.region.as_ref().map(|r| &r.bounds),
+            input.width as u32,
+            input.height as u32,
+            job.fit.unwrap_or_else(|| model.decoder().preferred_fit()),
+        );
+        let (input_width, input_height) = (input.width, input.height);
+        let region = job.region.clone();
+        let converted = converter.convert(job.buffer, &job.info, &placement);
         let preprocess_time = started.elapsed();
+        let (motion_threshold, nms_iou) = (job.motion_threshold, job.nms_iou);
+        if let (Some(threshold), Ok((frame, stride))) = (motion_threshold, &converted) {
+            if gate_context != Some((placement, generation)) {
+                motion_gate.reset();
+                gate_context = Some((placement, generation));
+            }
+            let plane = frame.plane_data(0).unwrap_or(&[]);
+            let thumbnail = Thumbnail::from_packed_rgb(plane, input_width, input_height, *stride);
+            let moved = motion_gate.should_infer(thumbnail, threshold);
+            if let (false, Some((detections, tracks))) = (moved, &last_result) {
+                // Nothing moved: the last result holds for this frame too, standing still.
+                shared.stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
+                shared.job_done(started.elapsed());
+                let tracks = tracks.iter().map(|(id, _)| (*id, Velocity::default())).collect();
+                shared.publish(
+                    generation,
+                    InferenceResult {
+                        seq,
+                        frame_pts,
+                        detections: detections.clone(),
+                        tracks,
+                        predict: false,
+                    },
+                );
+                continue;
+            }
+        }
+        model.set_nms_iou(nms_iou);
         let detections = match converted {
             Ok((frame, stride)) => {
                 let plane = frame.plane_data(0).unwrap_or(&[]);
                 match model.detect(plane, stride) {
-                    Ok(detections) => {
+                    Ok(mut detections) => {
+                        for detection in &mut detections {
+                            detection.bbox = placement.to_frame(&detection.bbox);
+                        }
+                        if let Some(region) = &region {
+                            detections.retain(|d| region.contains(&d.bbox));
+                        }
                         if !warned_unnamed
                             && let Some(origin) = &labels_origin
                             && let Some(unnamed) = detections
@@ -573,6 +645,7 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
                 .unzip()
         };
         let predict = tracking == super::AsyncDetectTracking::Predict;
+        last_result = motion_threshold.map(|_| (detections.clone(), tracks.clone()));
         let message = weak
             .upgrade()
             .filter(|_| post_messages)

@@ -12,10 +12,11 @@ use std::fmt;
 use ndarray::ArrayViewD;
 
 use crate::detection::NormalizedBox;
+use crate::geometry::Fit;
 
 pub use blazeface::BlazeFaceDecoder;
 pub use ssd::SsdDecoder;
-pub use yolo::{YoloDecoder, non_maximum_suppression};
+pub use yolo::{DEFAULT_NMS_IOU, YoloDecoder, non_maximum_suppression};
 
 /// A model output as the session declares it (`-1` for a dynamic dimension).
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +113,23 @@ impl Decoder {
             // MediaPipe models take pixels in -1..1.
             Decoder::BlazeFace(_) => Some(([127.5; 3], [127.5; 3])),
             _ => None,
+        }
+    }
+
+    /// How frames are fitted into the input for this family: YOLO is trained on letterboxed
+    /// images, SSD and BlazeFace on stretched ones.
+    pub fn preferred_fit(&self) -> Fit {
+        match self {
+            Decoder::Yolo(_) => Fit::Letterbox,
+            _ => Fit::Stretch,
+        }
+    }
+
+    /// The overlap above which a box of the same class is suppressed, for families whose NMS runs
+    /// in the element (SSD models include their own; BlazeFace uses MediaPipe's fixed value).
+    pub fn set_nms_iou(&mut self, iou: f32) {
+        if let Decoder::Yolo(yolo) = self {
+            yolo.nms_iou = iou;
         }
     }
 

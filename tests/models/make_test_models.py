@@ -14,6 +14,11 @@
   NCHW input [1, 3, 320, 320], output `output0` [1, 6, 100] (cx, cy, w, h, 2 class scores x 100
   candidates), constant: a class-0 box at (160, 120, 64, 128) scoring 0.9, an overlapping class-0
   duplicate scoring 0.7 (NMS removes it), a class-1 box at (240, 240, 40, 40) scoring 0.8.
+- batch_brightness.onnx: a YOLOv8-layout model that takes a batch of any size (input
+  [-1, 3, 64, 64] float, output [-1, 5, 8]) and reports, per image, one class-0 box at (16, 16)-(48,
+  48) whose score is the image's mean brightness (0..1); about 20 ms per run from a busy loop on
+  the first image, so frames of several streams queue up and get batched. Each stream can check
+  that the score it gets is its own frame's brightness.
 """
 import os
 import sys
@@ -146,7 +151,62 @@ def tiny_yolov8():
     save(graph, "tiny_yolov8.onnx")
 
 
+def batch_brightness(iterations=2000):
+    mask = np.zeros((1, 5, 8), dtype=np.float32)
+    mask[0, 4, 0] = 1.0
+    base = np.zeros((1, 5, 8), dtype=np.float32)
+    base[0, :4, 0] = [32, 32, 32, 32]
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["state_in", "matrix"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["state_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "busy_loop",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [64, 64]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [64, 64]),
+        ],
+    )
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean_kept"], axes=[1, 2, 3], keepdims=1),
+        # [B, 1, 1, 1] -> [B, 1, 1]
+        const("squeeze_axes", np.array([3], dtype=np.int64)),
+        helper.make_node("Squeeze", ["mean_kept", "squeeze_axes"], ["mean"]),
+        const("mask", mask),
+        const("base", base),
+        helper.make_node("Mul", ["mean", "mask"], ["scores"]),
+        # The busy loop on the first image's first channel, so the run takes time.
+        const("starts", np.array([0, 0, 0, 0], dtype=np.int64)),
+        const("ends", np.array([1, 1, 64, 64], dtype=np.int64)),
+        helper.make_node("Slice", ["images", "starts", "ends"], ["patch"]),
+        const("matrix_shape", np.array([64, 64], dtype=np.int64)),
+        helper.make_node("Reshape", ["patch", "matrix_shape"], ["matrix"]),
+        const("trip_count", np.array(iterations, dtype=np.int64)),
+        const("keep_going", np.array(True)),
+        helper.make_node("Loop", ["trip_count", "keep_going", "matrix"], ["busy_result"], body=body),
+        helper.make_node("ReduceMean", ["busy_result"], ["busy_mean"], keepdims=0),
+        const("zero", np.array(0.0, dtype=np.float32)),
+        helper.make_node("Mul", ["busy_mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["base", "nothing"], ["base_kept"]),
+        helper.make_node("Add", ["scores", "base_kept"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "batch_brightness",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 5, 8])],
+    )
+    save(graph, "batch_brightness.onnx")
+
+
 if __name__ == "__main__":
+    batch_brightness()
     tiny_yolov8()
     slow_ssd()
     bad_outputs()
