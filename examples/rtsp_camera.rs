@@ -4,15 +4,20 @@
 //! sends EOS through every pipeline so recordings are finished cleanly.
 //!
 //!     cargo run --release --example rtsp_camera -- [--record DIR] [NAME=]rtsp://host/stream ... [property=value ...]
+//!     cargo run --release --example rtsp_camera -- --config examples/cameras.toml [--record DIR]
 //!
 //! Each recording is `DIR/NAME-N.mkv` (Matroska stays playable even if a camera drops mid-file).
-//! Extra `property=value` arguments are set on every `asyncdetect`.
+//! Extra `property=value` arguments are set on every `asyncdetect`. A config file (TOML) lists
+//! cameras with a name, URL, region of interest, rates and any other `asyncdetect` property; its
+//! `[detector]` table applies to every camera (see `examples/cameras.toml`). All cameras share one
+//! model session in this process, with fair turns between them.
 
 mod shared;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use gst::glib;
 use gst::prelude::*;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -25,6 +30,85 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 struct Camera {
     name: String,
     url: String,
+    /// `property=value` settings for this camera's `asyncdetect`, after the common ones.
+    properties: Vec<String>,
+}
+
+/// The config file: common detector settings and the cameras.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    detector: toml::Table,
+    #[serde(rename = "camera", default)]
+    cameras: Vec<CameraConfig>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CameraConfig {
+    name: String,
+    url: String,
+    roi: Option<String>,
+    interval: Option<u32>,
+    max_fps: Option<f64>,
+    motion_gating: Option<bool>,
+    /// Any other `asyncdetect` property for this camera.
+    #[serde(default)]
+    detector: toml::Table,
+}
+
+/// A TOML value as the text GStreamer parses for a property.
+fn property_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!("{other} is not a property value")),
+    }
+}
+
+fn table_properties(table: &toml::Table) -> Result<Vec<String>, String> {
+    table
+        .iter()
+        .map(|(key, value)| Ok(format!("{key}={}", property_text(value)?)))
+        .collect()
+}
+
+fn read_config(path: &str) -> Result<(Vec<Camera>, Vec<String>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let config: ConfigFile = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    if config.cameras.is_empty() {
+        return Err(format!("{path} lists no [[camera]]"));
+    }
+    let common = table_properties(&config.detector)?;
+    let cameras = config
+        .cameras
+        .into_iter()
+        .map(|camera| {
+            let mut properties = Vec::new();
+            if let Some(roi) = camera.roi {
+                properties.push(format!("roi={roi}"));
+            }
+            if let Some(interval) = camera.interval {
+                properties.push(format!("interval={interval}"));
+            }
+            if let Some(max_fps) = camera.max_fps {
+                properties.push(format!("max-fps={max_fps}"));
+            }
+            if let Some(gating) = camera.motion_gating {
+                properties.push(format!("motion-gating={gating}"));
+            }
+            properties.extend(table_properties(&camera.detector)?);
+            Ok(Camera {
+                name: camera.name,
+                url: camera.url,
+                properties,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((cameras, common))
 }
 
 struct Options {
@@ -34,7 +118,8 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let usage = "usage: rtsp_camera [--record DIR] [NAME=]rtsp://... [...] [property=value ...]";
+    let usage = "usage: rtsp_camera [--record DIR] [NAME=]rtsp://... [...] [property=value ...]\n       \
+                 rtsp_camera [--record DIR] --config cameras.toml [property=value ...]";
     let mut options = Options {
         cameras: Vec::new(),
         record: None,
@@ -44,6 +129,10 @@ fn parse_args() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         if arg == "--record" {
             options.record = Some(args.next().ok_or(usage)?.into());
+        } else if arg == "--config" {
+            let (cameras, common) = read_config(&args.next().ok_or(usage)?)?;
+            options.cameras.extend(cameras);
+            options.properties.extend(common);
         } else if let Some(at) = arg.find("rtsp://") {
             let name = arg[..at].trim_end_matches('=');
             let name = if name.is_empty() {
@@ -54,6 +143,7 @@ fn parse_args() -> Result<Options, String> {
             options.cameras.push(Camera {
                 name,
                 url: arg[at..].to_string(),
+                properties: Vec::new(),
             });
         } else if arg.contains('=') {
             options.properties.push(arg);
@@ -98,7 +188,14 @@ fn main() {
         .iter()
         .map(|camera| {
             let (name, url) = (camera.name.clone(), camera.url.clone());
-            let (record, properties) = (options.record.clone(), options.properties.clone());
+            let record = options.record.clone();
+            // Common settings first, then the camera's own.
+            let properties: Vec<String> = options
+                .properties
+                .iter()
+                .chain(&camera.properties)
+                .cloned()
+                .collect();
             std::thread::spawn(move || watch(&name, &url, record.as_deref(), &properties))
         })
         .collect();
@@ -122,8 +219,7 @@ fn pipeline_for(
     };
     let description = format!(
         "rtspsrc name=source latency=200 protocols=tcp ! decodebin ! videoconvert ! \
-         asyncdetect name=detect {} ! {tail}",
-        properties.join(" ")
+         asyncdetect name=detect ! {tail}"
     );
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| e.to_string())?
@@ -133,6 +229,33 @@ fn pipeline_for(
         .by_name("source")
         .ok_or("no rtspsrc")?
         .set_property("location", url);
+    let detect = pipeline.by_name("detect").ok_or("no asyncdetect")?;
+    for setting in properties {
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("`{setting}` is not property=value"))?;
+        let (name, value) = (name.trim(), value.trim().trim_matches('"'));
+        if detect.find_property(name).is_none() {
+            return Err(format!("asyncdetect has no property `{name}`"));
+        }
+        // A value GLib cannot parse for the property is reported, not a crash (GLib itself
+        // refuses one out of the property's range, with a warning naming it).
+        let parsed = detect.find_property(name).and_then(|pspec| {
+            if pspec.value_type() == glib::Type::STRING {
+                Some(value.to_value())
+            } else {
+                glib::Value::deserialize_with_pspec(value, &pspec).ok()
+            }
+        });
+        match parsed {
+            Some(parsed) => detect.set_property_from_value(name, &parsed),
+            None => {
+                return Err(format!(
+                    "invalid value `{value}` for asyncdetect property `{name}`"
+                ));
+            }
+        }
+    }
     Ok(pipeline)
 }
 

@@ -1,9 +1,9 @@
 //! Object tracking across inferences: stable ids by IoU association, and per-track velocities so
 //! boxes can be predicted forward to frames between inferences. No GStreamer types.
 //!
-//! Association is greedy on IoU (highest pairs first, same class only), as SORT-style trackers do
-//! for the few objects a camera frame holds; each track's velocity is the smoothed change of its
-//! box between matched observations.
+//! Association maximises the total IoU between detections and tracks predicted forward (Hungarian
+//! method, same class only), as SORT does; each track's velocity is the smoothed change of its box
+//! between matched observations.
 
 use crate::detection::{Detection, NormalizedBox};
 
@@ -55,6 +55,46 @@ pub fn iou(a: &NormalizedBox, b: &NormalizedBox) -> f32 {
     if union <= 0.0 { 0.0 } else { intersection / union }
 }
 
+/// The pairing of detections (rows) with tracks (columns) that maximises the total overlap
+/// (Hungarian method, from the `pathfinding` crate), as SORT does: greedy pairing can give a
+/// track the wrong one of two close objects. Pairs without overlap stay unpaired.
+fn assign(overlaps: &[Vec<f32>], tracks: usize) -> Vec<Option<usize>> {
+    let detections = overlaps.len();
+    let mut track_of = vec![None; detections];
+    if detections == 0 || tracks == 0 {
+        return track_of;
+    }
+    // The solver wants integer weights and no more rows than columns.
+    let weight = |d: usize, t: usize| (overlaps[d][t] * 1_000_000.0).round() as i64;
+    let transposed = detections > tracks;
+    let (rows, columns) = if transposed {
+        (tracks, detections)
+    } else {
+        (detections, tracks)
+    };
+    let mut values = Vec::with_capacity(rows * columns);
+    for row in 0..rows {
+        for column in 0..columns {
+            values.push(if transposed {
+                weight(column, row)
+            } else {
+                weight(row, column)
+            });
+        }
+    }
+    let Ok(matrix) = pathfinding::matrix::Matrix::from_vec(rows, columns, values) else {
+        return track_of;
+    };
+    let (_, column_of_row) = pathfinding::kuhn_munkres::kuhn_munkres(&matrix);
+    for (row, column) in column_of_row.into_iter().enumerate() {
+        let (d, t) = if transposed { (column, row) } else { (row, column) };
+        if overlaps[d][t] > 0.0 {
+            track_of[d] = Some(t);
+        }
+    }
+    track_of
+}
+
 /// `bbox` moved by `velocity` for `seconds` (clamped to the frame).
 pub fn predict(bbox: &NormalizedBox, velocity: &Velocity, seconds: f64) -> NormalizedBox {
     let t = seconds as f32;
@@ -101,28 +141,29 @@ impl Tracker {
     pub fn update(&mut self, detections: Vec<Detection>, at: f64) -> Vec<Tracked> {
         self.tracks
             .retain(|t| at - t.seen_at <= self.lost_after && at >= t.seen_at);
-        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-        for (d_index, detection) in detections.iter().enumerate() {
-            for (t_index, track) in self.tracks.iter().enumerate() {
-                if track.class_id != detection.class_id {
-                    continue;
-                }
-                let expected = predict(&track.bbox, &track.velocity, at - track.seen_at);
-                let overlap = iou(&expected, &detection.bbox);
-                if overlap >= self.iou_threshold {
-                    pairs.push((overlap, d_index, t_index));
-                }
-            }
-        }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut track_of = vec![None; detections.len()];
-        let mut taken = vec![false; self.tracks.len()];
-        for (_, d_index, t_index) in pairs {
-            if track_of[d_index].is_none() && !taken[t_index] {
-                track_of[d_index] = Some(t_index);
-                taken[t_index] = true;
-            }
-        }
+        // Overlap of every detection with every track predicted to this time (0: another class
+        // or too little overlap to be the same object).
+        let overlaps: Vec<Vec<f32>> = detections
+            .iter()
+            .map(|detection| {
+                self.tracks
+                    .iter()
+                    .map(|track| {
+                        if track.class_id != detection.class_id {
+                            return 0.0;
+                        }
+                        let expected = predict(&track.bbox, &track.velocity, at - track.seen_at);
+                        let overlap = iou(&expected, &detection.bbox);
+                        if overlap >= self.iou_threshold {
+                            overlap
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let track_of = assign(&overlaps, self.tracks.len());
         let mut tracked = Vec::with_capacity(detections.len());
         for (detection, track_index) in detections.into_iter().zip(track_of) {
             let track = match track_index {
@@ -196,6 +237,18 @@ mod tests {
                 y_max: y + 0.2,
             },
         }
+    }
+
+    #[test]
+    fn assignment_maximises_total_overlap_where_greedy_would_not() {
+        // Greedy takes detection 0 for track 0 (0.9) and leaves detection 1 without a track.
+        let overlaps = vec![vec![0.9, 0.8], vec![0.85, 0.0]];
+        assert_eq!(assign(&overlaps, 2), vec![Some(1), Some(0)]);
+        // More detections than tracks, and a detection that overlaps nothing.
+        let overlaps = vec![vec![0.0], vec![0.6], vec![0.4]];
+        assert_eq!(assign(&overlaps, 1), vec![None, Some(0), None]);
+        assert_eq!(assign(&[vec![0.0, 0.0]], 2), vec![None]);
+        assert_eq!(assign(&[], 3), Vec::<Option<usize>>::new());
     }
 
     #[test]

@@ -164,3 +164,95 @@ fn cameras_are_watched_across_server_restarts() {
     check.set_state(gst::State::Null).unwrap();
     let _ = std::fs::remove_dir_all(&recordings);
 }
+
+/// Cameras from a TOML config file: each gets its own region and rates, all share one session.
+/// Boxes of the camera restricted to the left half stay in the left half of the frame.
+#[test]
+fn cameras_from_a_config_file() {
+    init();
+    let port = free_port();
+    let mut server = start_server(port);
+    let config = std::env::temp_dir().join(format!("cameras-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[detector]\nthreshold = 0.4\npost-messages = true\n\n\
+             [[camera]]\nname = \"whole\"\nurl = \"rtsp://127.0.0.1:{port}/camera\"\nmax-fps = 10.0\n\n\
+             [[camera]]\nname = \"left\"\nurl = \"rtsp://127.0.0.1:{port}/camera\"\n\
+             roi = \"0,0,0.5,1\"\ninterval = 2\nmotion-gating = true\ndetector = {{ threshold = 0.3 }}\n"
+        ),
+    )
+    .unwrap();
+    let mut camera = Command::new(example("rtsp_camera"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the rtsp_camera example runs");
+    let (sender, lines) = channel();
+    let stdout = camera.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("rtsp_camera: {line}");
+            let _ = sender.send(line);
+        }
+    });
+    // Detection lines read "[name]   1.23s  label 87% (x0,y0)-(x1,y1), ...".
+    let boxes = |line: &str| -> Vec<(i64, i64)> {
+        line.split(" (")
+            .skip(1)
+            .filter_map(|part| {
+                let (start, rest) = part.split_once(")-(")?;
+                let end = rest.split(')').next()?;
+                let x0 = start.split(',').next()?.parse().ok()?;
+                let x1 = end.split(',').next()?.parse().ok()?;
+                Some((x0, x1))
+            })
+            .collect()
+    };
+    let mut left_lines = 0;
+    let mut whole_seen = false;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while (left_lines < 3 || !whole_seen) && Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if line.starts_with("[left]") && line.contains('%') {
+            let found = boxes(&line);
+            assert!(!found.is_empty(), "{line}");
+            // bikes.mp4 is 640 wide: the left half ends at x 320.
+            assert!(found.iter().all(|&(_, x1)| x1 <= 322), "outside the roi: {line}");
+            left_lines += 1;
+        }
+        whole_seen |= line.starts_with("[whole]") && line.contains('%');
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(camera.id() as libc::pid_t, libc::SIGINT) };
+    let status = camera.wait().unwrap();
+    reader.join().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_file(&config);
+    assert!(
+        whole_seen && left_lines >= 3,
+        "whole {whole_seen}, left {left_lines}"
+    );
+    assert!(status.success(), "{status}");
+
+    // A config the example cannot use is refused with a message naming the problem.
+    let bad = std::env::temp_dir().join(format!("bad-cameras-{}.toml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "[[camera]]\nname = \"x\"\nurl = \"rtsp://127.0.0.1:1/x\"\nzoom = 3\n",
+    )
+    .unwrap();
+    let output = Command::new(example("rtsp_camera"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(output.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("zoom"), "{message}");
+}
