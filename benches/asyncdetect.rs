@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo bench --bench asyncdetect                # full run, prints markdown tables
-//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking
+//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras
 //! ```
 //!
 //! `cargo test --all-targets` runs a shortened variant (a few frames each) to keep it working; it
@@ -843,10 +843,423 @@ fn table_tracking(config: &Config) {
             total / count.max(1) as f64
         );
     }
+    simulated_cadence(&truth);
     let _ = config;
 }
 
+/// The same comparison without timing noise: from the sync-mode results, the model is taken to
+/// see every `period`-th frame and deliver its result `period` frames later (one busy worker), as
+/// a model at a third of the video's rate does; each frame gets the newest delivered result, as
+/// is (none) or moved forward by the tracker's velocities (predict, the element's own code).
+/// Per inferred frame of the simulation: its index, time and tracked boxes with velocities.
+type Delivered = Vec<(
+    usize,
+    f64,
+    Vec<(
+        gstasyncdetect::detection::NormalizedBox,
+        gstasyncdetect::track::Velocity,
+    )>,
+)>;
+
+fn simulated_cadence(truth: &std::collections::BTreeMap<u64, PersonBoxes>) {
+    use gstasyncdetect::detection::{Detection, NormalizedBox};
+    use gstasyncdetect::track::{Tracker, predict};
+    let frames: Vec<(u64, &PersonBoxes)> = truth.iter().map(|(pts, boxes)| (*pts, boxes)).collect();
+    println!("\nSimulated cadence (deterministic, from the sync-mode results above):\n");
+    println!("| model sees | result arrives | mean IoU, none | mean IoU, predict | frames compared |");
+    println!("|---|---|---|---|---|");
+    for period in [2usize, 3, 4, 6] {
+        let mut tracker = Tracker::default();
+        // Per inferred frame: its time and the tracked boxes with velocities.
+        let mut delivered: Delivered = Vec::new();
+        for (index, (pts, boxes)) in frames.iter().enumerate().step_by(period) {
+            let at = *pts as f64 / 1e9;
+            let detections = boxes
+                .iter()
+                .map(|(b, _)| Detection {
+                    class_id: 0,
+                    label: "person".into(),
+                    confidence: 0.9,
+                    bbox: NormalizedBox {
+                        x_min: b[0] as f32,
+                        y_min: b[1] as f32,
+                        x_max: b[2] as f32,
+                        y_max: b[3] as f32,
+                    },
+                })
+                .collect();
+            let tracked = tracker
+                .update(detections, at)
+                .into_iter()
+                .map(|t| (t.detection.bbox, t.velocity))
+                .collect();
+            delivered.push((index, at, tracked));
+        }
+        let (mut none_total, mut predict_total, mut count) = (0.0, 0.0, 0);
+        for (index, (pts, boxes)) in frames.iter().enumerate() {
+            // The newest result whose inference finished by this frame.
+            let Some((_, at, tracked)) = delivered.iter().rev().find(|(i, _, _)| i + period <= index) else {
+                continue;
+            };
+            let ahead = (*pts as f64 / 1e9 - at).min(1.0);
+            let as_array =
+                |b: &NormalizedBox| [b.x_min as f64, b.y_min as f64, b.x_max as f64, b.y_max as f64];
+            for (t, _) in boxes.iter() {
+                let best = |f: &dyn Fn(&(NormalizedBox, gstasyncdetect::track::Velocity)) -> [f64; 4]| {
+                    tracked.iter().map(|b| box_iou(*t, f(b))).fold(0.0, f64::max)
+                };
+                none_total += best(&|(b, _)| as_array(b));
+                predict_total += best(&|(b, v)| as_array(&predict(b, v, ahead)));
+                count += 1;
+            }
+        }
+        println!(
+            "| every {period} frames | {period} frames later | {:.3} | {:.3} | {count} |",
+            none_total / count.max(1) as f64,
+            predict_total / count.max(1) as f64
+        );
+    }
+}
+
+/// The many-cameras clip: bikes.mp4 (motion) then the test photo held still (an idle scene), H.264
+/// at `width`x`height` 30 fps, made once with GStreamer into target/media.
+fn cameras_clip(width: u32, height: u32, seconds_each: u32) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let clip = root.join(format!(
+        "target/media/cameras-{width}x{height}-{seconds_each}s.mp4"
+    ));
+    if clip.exists() {
+        return clip;
+    }
+    let partial = clip.with_extension("partial.mp4");
+    let raw_still = format!("video/x-raw,format=I420,width={width},height={height},pixel-aspect-ratio=1/1");
+    let raw = format!("{raw_still},framerate=30/1");
+    let pipeline = parse_pipeline(&format!(
+        "concat name=c ! videoconvert ! openh264enc gop-size=30 complexity=low \
+         bitrate=3000000 ! h264parse ! mp4mux ! filesink location={partial} \
+         filesrc location={bikes} ! decodebin ! videoconvert ! videoscale add-borders=true ! videorate ! {raw} ! \
+         identity eos-after={motion} ! c. \
+         filesrc location={photo} ! jpegdec ! videoconvert ! videoscale ! {raw_still} ! imagefreeze num-buffers={still} ! \
+         {raw} ! c.",
+        partial = partial.display(),
+        bikes = root.join("target/media/bikes.mp4").display(),
+        photo = root.join("tests/data/person.jpg").display(),
+        motion = (seconds_each * 30).min(250),
+        still = seconds_each * 30,
+    ));
+    run_to_eos(&pipeline);
+    std::fs::rename(&partial, &clip).expect("clip written");
+    clip
+}
+
+/// What one run of the many-cameras child process measured.
+#[derive(Debug, Default)]
+struct CamerasRun {
+    delivered_fps: Vec<f64>,
+    inference_fps: Vec<f64>,
+    cpu_percent: f64,
+    resident_mib: f64,
+    session_users: u32,
+    /// The plain ONNX Runtime loop measured in the same process right after the cameras stopped.
+    plain_rate: f64,
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces): utime is 14th, stime 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// Child process: `ASYNCDETECT_CAMERAS=<properties>;<seconds>;<url>,<url>...` runs every camera
+/// through `rtspsrc ! decode ! asyncdetect <properties> ! clock-synced sink` (`{index}` in the
+/// properties is the camera's number) and prints one `CAMERAS` line.
+fn cameras_child(spec: &str) {
+    let mut parts = spec.split(';');
+    let properties = parts.next().unwrap_or("").to_string();
+    let seconds: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let urls: Vec<String> = parts
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut streams = Vec::new();
+    for (index, url) in urls.iter().enumerate() {
+        let extra = properties.replace("{index}", &index.to_string());
+        let pipeline = parse_pipeline(&format!(
+            "rtspsrc location={url} latency=100 protocols=tcp ! rtph264depay ! h264parse ! avdec_h264 ! \
+             asyncdetect name=d post-messages=false {extra} ! fakesink name=sink sync=true"
+        ));
+        let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = delivered.clone();
+        pipeline
+            .by_name("sink")
+            .and_then(|s| s.static_pad("sink"))
+            .expect("sink pad")
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        pipeline.set_state(gst::State::Playing).expect("plays");
+        let detect = pipeline.by_name("d").expect("d");
+        streams.push((pipeline, detect, delivered));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while streams
+        .iter()
+        .any(|(_, d, _)| d.property::<u64>("frames-in") < 30)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the first second's start-up burst pass.
+    std::thread::sleep(Duration::from_secs(1));
+    let snapshot = |streams: &[(gst::Pipeline, gst::Element, Arc<std::sync::atomic::AtomicU64>)]| {
+        streams
+            .iter()
+            .map(|(_, d, delivered)| {
+                (
+                    delivered.load(std::sync::atomic::Ordering::Relaxed),
+                    d.property::<u64>("frames-inferred"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (start, cpu_start, before) = (Instant::now(), cpu_seconds(), snapshot(&streams));
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let (elapsed, cpu, after) = (
+        start.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu_start,
+        snapshot(&streams),
+    );
+    let run = CamerasRun {
+        delivered_fps: before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a.0 - b.0) as f64 / elapsed)
+            .collect(),
+        inference_fps: before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a.1 - b.1) as f64 / elapsed)
+            .collect(),
+        cpu_percent: cpu / elapsed * 100.0,
+        resident_mib: resident_kib() as f64 / 1024.0,
+        session_users: streams
+            .first()
+            .map_or(0, |(_, d, _)| d.property::<u32>("session-users")),
+        plain_rate: 0.0,
+    };
+    for (pipeline, _, _) in &streams {
+        pipeline.set_state(gst::State::Null).expect("stops");
+    }
+    drop(streams);
+    // The baseline right after, on the same machine in the same state: this machine's load
+    // changes from minute to minute, so a baseline taken earlier would skew the ratio.
+    let mut run = run;
+    run.plain_rate = plain_loop_rate(seconds.min(5.0), false);
+    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(",");
+    println!(
+        "CAMERAS delivered={} inferred={} cpu={:.1} rss={:.1} users={} plain={:.2}",
+        list(&run.delivered_fps),
+        list(&run.inference_fps),
+        run.cpu_percent,
+        run.resident_mib,
+        run.session_users,
+        run.plain_rate
+    );
+}
+
+fn run_cameras_child(properties: &str, seconds: f64, urls: &[String]) -> Option<CamerasRun> {
+    let output = std::process::Command::new(std::env::current_exe().ok()?)
+        .env(
+            "ASYNCDETECT_CAMERAS",
+            format!("{properties};{seconds};{}", urls.join(",")),
+        )
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.starts_with("CAMERAS "))?;
+    let mut run = CamerasRun::default();
+    for field in line.split_whitespace().skip(1) {
+        let (key, value) = field.split_once('=')?;
+        let numbers = || {
+            value
+                .split(',')
+                .filter_map(|v| v.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        };
+        match key {
+            "delivered" => run.delivered_fps = numbers(),
+            "inferred" => run.inference_fps = numbers(),
+            "cpu" => run.cpu_percent = value.parse().ok()?,
+            "rss" => run.resident_mib = value.parse().ok()?,
+            "users" => run.session_users = value.parse().ok()?,
+            "plain" => run.plain_rate = value.parse().ok()?,
+            _ => (),
+        }
+    }
+    Some(run)
+}
+
+fn table_cameras(config: &Config) {
+    let (cameras, width, height, seconds_each, seconds) = if config.full {
+        (8, 1280, 720, 10, 15.0)
+    } else {
+        (2, 320, 180, 2, 1.0)
+    };
+    let clip = cameras_clip(width, height, seconds_each);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .arg(root.join("tests/rtsp_server.py"))
+        .arg(port.to_string())
+        .arg(&clip)
+        .arg(cameras.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the RTSP server (python3-gi, scripts/setup.sh)");
+    let mut ready = String::new();
+    use std::io::BufRead;
+    let _ = std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut ready);
+    let urls: Vec<String> = (0..cameras)
+        .map(|i| format!("rtsp://127.0.0.1:{port}/camera{i}"))
+        .collect();
+    let variants: Vec<(&str, String)> = match std::env::var("CAMERAS_VARIANTS") {
+        // Experiments: `CAMERAS_VARIANTS="a=props|b=props"`.
+        Ok(list) => list
+            .split('|')
+            .filter_map(|v| v.split_once('='))
+            .map(|(name, props)| (&*name.to_string().leak(), props.to_string()))
+            .collect(),
+        Err(_) => vec![
+            ("decode", "threads=1 max-fps=0.01".to_string()),
+            ("default", String::new()),
+            ("shared", "threads=1".to_string()),
+            ("gated", "threads=1 motion-gating=true".to_string()),
+            (
+                "separate",
+                "threads=1 session-lanes=1 model-instance-id=camera{index}".to_string(),
+            ),
+        ],
+    };
+    let mut runs = Vec::new();
+    for (variant, properties) in &variants {
+        runs.push((*variant, run_cameras_child(properties, seconds, &urls)));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    println!(
+        "\n## 12. Many cameras: {cameras} live {width}x{height} 30 fps RTSP streams from 127.0.0.1 in one process \
+         ({seconds} s measured; the clip is {seconds_each} s of motion then {seconds_each} s of a still scene)\n"
+    );
+    println!(
+        "| variant | session users | delivered fps per stream (min / mean) | inferences/s per stream (min / max) | total inferences/s | plain loop right after (inferences/s) | total / plain loop | process CPU % | resident MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut shared = None;
+    for (variant, run) in &runs {
+        let Some(run) = run else {
+            println!("| {variant} | run failed | | | | | | | |");
+            continue;
+        };
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let total: f64 = run.inference_fps.iter().sum();
+        let plain = run.plain_rate.max(1e-9);
+        let name = match *variant {
+            "decode" => "receiving and decoding only (the model runs once per camera)",
+            "default" => "shared instance, default settings (1 lane using both cores)",
+            "shared" => "shared instance, `threads=1` (up to 3 lanes of 1 thread; recommended)",
+            "gated" => "as above + `motion-gating=true`",
+            "separate" => "a session per camera (`model-instance-id` each, 1 thread)",
+            other => other,
+        };
+        println!(
+            "| {name} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {total:.1} | {plain:.1} | {:.2} | {:.0} | {:.0} |",
+            run.session_users,
+            min(&run.delivered_fps),
+            mean(&run.delivered_fps),
+            min(&run.inference_fps),
+            max(&run.inference_fps),
+            total / plain,
+            run.cpu_percent,
+            run.resident_mib
+        );
+        if *variant == "shared" {
+            goal(
+                format!(
+                    "{cameras} cameras: slowest stream delivered {:.1} fps, at least 28.8 (full rate within measurement slack)",
+                    min(&run.delivered_fps)
+                ),
+                min(&run.delivered_fps) >= 28.8,
+            );
+            goal(
+                format!(
+                    "{cameras} cameras: total inference rate {:.2} of the plain loop, at least 0.90",
+                    total / plain
+                ),
+                total / plain >= 0.9,
+            );
+            let mean_rate = mean(&run.inference_fps);
+            let spread = run
+                .inference_fps
+                .iter()
+                .map(|r| (r - mean_rate).abs() / mean_rate.max(1e-9))
+                .fold(0.0, f64::max);
+            goal(
+                format!(
+                    "{cameras} cameras: every stream's inference rate within {:.0} % of the mean, at most 20 %",
+                    spread * 100.0
+                ),
+                spread <= 0.2,
+            );
+            shared = Some(run);
+        }
+    }
+    if let (Some(shared), Some(Some(separate))) =
+        (shared, runs.iter().find(|r| r.0 == "separate").map(|r| &r.1))
+    {
+        println!(
+            "\nMemory: one shared instance {:.0} MiB against {:.0} MiB with a session per camera.",
+            shared.resident_mib, separate.resident_mib
+        );
+        if let Some((_, Some(gated))) = runs.iter().find(|r| r.0 == "gated") {
+            println!(
+                "Motion gating: process CPU {:.0} % against {:.0} % without it ({:.0} % less), \
+                 {:.1} against {:.1} inferences/s in total.",
+                gated.cpu_percent,
+                shared.cpu_percent,
+                (1.0 - gated.cpu_percent / shared.cpu_percent.max(1e-9)) * 100.0,
+                gated.inference_fps.iter().sum::<f64>(),
+                shared.inference_fps.iter().sum::<f64>()
+            );
+        }
+    }
+    goal(
+        format!("{cameras} cameras: all three runs completed"),
+        runs.iter().all(|(_, r)| r.is_some()),
+    );
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("ASYNCDETECT_CAMERAS") {
+        gst::init().expect("GStreamer");
+        gstasyncdetect::plugin_register_static().expect("plugin");
+        cameras_child(&spec);
+        return;
+    }
     // `cargo bench` passes --bench; `cargo test --all-targets` does not.
     let config = Config {
         full: std::env::args().any(|a| a == "--bench"),
@@ -867,7 +1280,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let tables: [(&str, Table); 10] = [
+    let tables: [(&str, Table); 11] = [
         ("streaming", table_streaming),
         ("rate", table_inference_rate),
         ("preprocess", table_preprocessing),
@@ -878,6 +1291,7 @@ fn main() {
         ("recipe", table_recipe),
         ("memory", table_memory),
         ("tracking", table_tracking),
+        ("cameras", table_cameras),
     ];
     for (name, table) in tables {
         if chosen.is_empty() || chosen.iter().any(|c| c == name) {

@@ -158,7 +158,7 @@ fn parse_args() -> Result<Options, String> {
 }
 
 fn main() {
-    let options = match parse_args() {
+    let mut options = match parse_args() {
         Ok(options) => options,
         Err(e) => {
             eprintln!("rtsp_camera: {e}");
@@ -182,6 +182,17 @@ fn main() {
     {
         eprintln!("rtsp_camera: cannot create {}: {e}", dir.display());
         std::process::exit(1);
+    }
+    // Several cameras share one model instance: one thread per lane and one lane per core gives
+    // the most inferences per second in total (see BENCHMARKS.md), unless the user chose.
+    if options.cameras.len() > 1
+        && !options
+            .properties
+            .iter()
+            .chain(options.cameras.iter().flat_map(|c| &c.properties))
+            .any(|p| p.trim_start().starts_with("threads="))
+    {
+        options.properties.insert(0, "threads=1".to_string());
     }
     let workers: Vec<_> = options
         .cameras

