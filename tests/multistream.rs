@@ -141,3 +141,53 @@ fn streams_take_fair_turns_on_one_session() {
     assert!(delivered.iter().all(|d| *d));
     assert_fair(&counts);
 }
+
+/// Two live cameras on one shared session of the built-in model, one seeing the person's half of
+/// the photo and one the horse's: each finds its own object and never the other's.
+#[test]
+fn two_cameras_share_a_session_and_keep_their_own_results() {
+    init();
+    let photo = data_path("data/person.jpg").display().to_string();
+    let streams: Vec<(Stream, &str, &str)> = [(0, "person", "horse"), (320, "horse", "person")]
+        .into_iter()
+        .map(|(left, own, other)| {
+            let stream = live_stream(
+                &format!(
+                    "filesrc location={photo} ! jpegdec ! videoconvert ! videocrop left={left} right={} ! \
+                     imagefreeze is-live=true ! video/x-raw,framerate=30/1",
+                    320 - left
+                ),
+                "model-instance-id=two-cameras threshold=0.5",
+            );
+            (stream, own, other)
+        })
+        .collect();
+    let mut checked = [0usize; 2];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        for (index, (stream, own, other)) in streams.iter().enumerate() {
+            let Some(sample) = stream.sink.try_pull_sample(gst::ClockTime::from_mseconds(20)) else {
+                continue;
+            };
+            let labels: Vec<String> = rois(sample.buffer().unwrap())
+                .into_iter()
+                .map(|r| r.label)
+                .collect();
+            if labels.is_empty() {
+                continue;
+            }
+            assert!(labels.iter().any(|l| l == own), "stream {index}: {labels:?}");
+            assert!(
+                !labels.iter().any(|l| l == other),
+                "{other} crossed into stream {index}"
+            );
+            checked[index] += 1;
+        }
+    }
+    let users = streams[0].0.detect.property::<u32>("session-users");
+    for (stream, _, _) in &streams {
+        stream.pipeline.set_state(gst::State::Null).unwrap();
+    }
+    assert_eq!(users, 2);
+    assert!(checked.iter().all(|&n| n > 10), "{checked:?}");
+}
