@@ -555,7 +555,11 @@ impl Model {
             };
             describe(&lock(session), source, options)?
         };
-        // A float input left at the defaults gets what the model family is trained with.
+        // Channel order and float normalisation left at the defaults get what the model family
+        // is trained with.
+        if options.input.channel_order.is_none() {
+            input.channel_order = decoder.preferred_channel_order();
+        }
         if let (Some((mean, std)), ElementType::F32, None, None) = (
             decoder.preferred_normalisation(),
             input.element_type,

@@ -102,7 +102,7 @@ impl Default for Settings {
             threads: DEFAULT_THREADS,
             mode: DEFAULT_MODE,
             max_age: DEFAULT_MAX_AGE,
-            channel_order: AsyncDetectChannelOrder::Rgb,
+            channel_order: AsyncDetectChannelOrder::Auto,
             input_width: 0,
             input_height: 0,
             input_mean: None,
@@ -284,10 +284,11 @@ impl AsyncDetect {
         };
         let input = InputOverrides {
             layout: None,
-            channel_order: Some(match settings.channel_order {
-                AsyncDetectChannelOrder::Rgb => ChannelOrder::Rgb,
-                AsyncDetectChannelOrder::Bgr => ChannelOrder::Bgr,
-            }),
+            channel_order: match settings.channel_order {
+                AsyncDetectChannelOrder::Rgb => Some(ChannelOrder::Rgb),
+                AsyncDetectChannelOrder::Bgr => Some(ChannelOrder::Bgr),
+                AsyncDetectChannelOrder::Auto => None,
+            },
             width: settings.input_width,
             height: settings.input_height,
             mean: parse("input-mean", &settings.input_mean)?,
@@ -317,6 +318,7 @@ impl AsyncDetect {
                     AsyncDetectDecoder::Ssd => DecoderChoice::Ssd,
                     AsyncDetectDecoder::Yolo => DecoderChoice::Yolo,
                     AsyncDetectDecoder::BlazeFace => DecoderChoice::BlazeFace,
+                    AsyncDetectDecoder::NanoDet => DecoderChoice::NanoDet,
                 },
             },
         })
@@ -502,10 +504,13 @@ impl ObjectImpl for AsyncDetect {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default::<AsyncDetectChannelOrder>(
                     "channel-order",
-                    AsyncDetectChannelOrder::Rgb,
+                    AsyncDetectChannelOrder::Auto,
                 )
                 .nick("Channel order")
-                .blurb("Colour channel order the model expects (models do not declare it).")
+                .blurb(
+                    "Colour channel order the model expects (models do not declare it): auto \
+                     uses the family's (BGR for NanoDet, RGB for the others).",
+                )
                 .mutable_ready()
                 .build(),
                 glib::ParamSpecUInt::builder("input-width")
@@ -540,7 +545,7 @@ impl ObjectImpl for AsyncDetect {
                     .nick("Decoder")
                     .blurb(
                         "How to read the model's outputs: auto (recognised from their names and shapes), \
-                         or forced to ssd, yolo or blazeface.",
+                         or forced to ssd, yolo, blazeface or nanodet.",
                     )
                     .mutable_ready()
                     .build(),

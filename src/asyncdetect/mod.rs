@@ -44,11 +44,16 @@ pub enum AsyncDetectMode {
 #[repr(u32)]
 #[enum_type(name = "GstAsyncDetectChannelOrder")]
 pub enum AsyncDetectChannelOrder {
-    #[default]
     #[enum_value(name = "RGB (TensorFlow and most exports)", nick = "rgb")]
     Rgb,
     #[enum_value(name = "BGR (OpenCV/Caffe-style models)", nick = "bgr")]
     Bgr,
+    #[default]
+    #[enum_value(
+        name = "Auto: what the model family is trained with (BGR for NanoDet, RGB otherwise)",
+        nick = "auto"
+    )]
+    Auto,
 }
 
 /// What `asyncdetect` does across frames.
@@ -88,6 +93,11 @@ pub enum AsyncDetectDecoder {
     Yolo,
     #[enum_value(name = "BlazeFace anchors (MediaPipe face detection)", nick = "blazeface")]
     BlazeFace,
+    #[enum_value(
+        name = "NanoDet: per-stride class and box-distribution pairs, NMS in the element",
+        nick = "nanodet"
+    )]
+    NanoDet,
 }
 
 /// How `asyncdetect` fits a frame into the model's input.

@@ -4,6 +4,7 @@
 //! the model declares, so a new family (YOLO, anchors, heatmaps) is a new module and a new arm here.
 
 mod blazeface;
+mod nanodet;
 mod ssd;
 mod yolo;
 
@@ -13,8 +14,10 @@ use ndarray::ArrayViewD;
 
 use crate::detection::NormalizedBox;
 use crate::geometry::Fit;
+use crate::preprocess::ChannelOrder;
 
 pub use blazeface::BlazeFaceDecoder;
+pub use nanodet::NanoDetDecoder;
 pub use ssd::SsdDecoder;
 pub use yolo::{DEFAULT_NMS_IOU, YoloDecoder, non_maximum_suppression};
 
@@ -49,7 +52,9 @@ pub const SUPPORTED_LAYOUTS: &str = "SSD with post-processing: boxes [1,N,4] (ym
      normalised), classes [1,N], scores [1,N] and optionally a count [1] \
      (TFLite_Detection_PostProcess or TF Object Detection API names); YOLO raw output: one [1,4+C,N] \
      (YOLOv8) or [1,N,5+C] (YOLOv5, with objectness) tensor of centre/size boxes in input pixels; \
-     BlazeFace: pairs of [1,N,1] scores and [1,N,16] anchor regressions";
+     BlazeFace: pairs of [1,N,1] scores and [1,N,16] anchor regressions; NanoDet: per stride 8, 16, \
+     32 ... a pair of [1,N,C] class probabilities and [1,N,4*(R+1)] box-side distributions, N the \
+     cells of the input's grid at that stride";
 
 /// Which decoder to use: found from the outputs, or forced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,6 +64,7 @@ pub enum DecoderChoice {
     Ssd,
     Yolo,
     BlazeFace,
+    NanoDet,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +72,7 @@ pub enum Decoder {
     Ssd(SsdDecoder),
     Yolo(YoloDecoder),
     BlazeFace(BlazeFaceDecoder),
+    NanoDet(NanoDetDecoder),
 }
 
 impl Decoder {
@@ -90,6 +97,10 @@ impl Decoder {
             .or_else(|| {
                 allowed(DecoderChoice::BlazeFace)
                     .then(|| BlazeFaceDecoder::for_outputs(outputs, w, h).map(Decoder::BlazeFace))?
+            })
+            .or_else(|| {
+                allowed(DecoderChoice::NanoDet)
+                    .then(|| NanoDetDecoder::for_outputs(outputs, w, h).map(Decoder::NanoDet))?
             });
         found.ok_or_else(|| {
             let found: Vec<String> = outputs
@@ -112,7 +123,17 @@ impl Decoder {
         match self {
             // MediaPipe models take pixels in -1..1.
             Decoder::BlazeFace(_) => Some(([127.5; 3], [127.5; 3])),
+            // NanoDet's ImageNet statistics, in its BGR order.
+            Decoder::NanoDet(_) => Some(([103.53, 116.28, 123.675], [57.375, 57.12, 58.395])),
             _ => None,
+        }
+    }
+
+    /// The channel order the family is trained with, when the user sets none.
+    pub fn preferred_channel_order(&self) -> ChannelOrder {
+        match self {
+            Decoder::NanoDet(_) => ChannelOrder::Bgr,
+            _ => ChannelOrder::Rgb,
         }
     }
 
@@ -128,8 +149,10 @@ impl Decoder {
     /// The overlap above which a box of the same class is suppressed, for families whose NMS runs
     /// in the element (SSD models include their own; BlazeFace uses MediaPipe's fixed value).
     pub fn set_nms_iou(&mut self, iou: f32) {
-        if let Decoder::Yolo(yolo) = self {
-            yolo.nms_iou = iou;
+        match self {
+            Decoder::Yolo(yolo) => yolo.nms_iou = iou,
+            Decoder::NanoDet(nanodet) => nanodet.nms_iou = iou,
+            _ => (),
         }
     }
 
@@ -138,6 +161,7 @@ impl Decoder {
             Decoder::Ssd(_) => "ssd",
             Decoder::Yolo(_) => "yolo",
             Decoder::BlazeFace(_) => "blazeface",
+            Decoder::NanoDet(_) => "nanodet",
         }
     }
 
@@ -147,6 +171,7 @@ impl Decoder {
             Decoder::Ssd(ssd) => ssd.decode(outputs),
             Decoder::Yolo(yolo) => yolo.decode(outputs),
             Decoder::BlazeFace(blazeface) => blazeface.decode(outputs),
+            Decoder::NanoDet(nanodet) => nanodet.decode(outputs),
         }
     }
 }
