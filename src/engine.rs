@@ -14,7 +14,7 @@ use ndarray::{ArrayD, ArrayViewD, Axis, CowArray, IxDyn};
 use once_cell::sync::Lazy;
 use ort::environment::Environment;
 use ort::session::{Session, SessionOutputs};
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::{PrimitiveTensorElementType, TensorElementType, TensorRef, ValueType};
 
 use crate::decode::{Decoder, DecoderChoice, OutputInfo, RawDetection};
 use crate::detection::Detection;
@@ -358,32 +358,24 @@ impl SharedSession {
         let mut session = lock(session);
         let outputs = match &first.data {
             TensorData::U8(_) => {
-                let data: Vec<u8> = batch
+                let parts: Vec<&[u8]> = batch
                     .iter()
-                    .flat_map(|r| match &r.data {
-                        TensorData::U8(d) => d.as_slice(),
-                        TensorData::F32(_) => &[],
+                    .filter_map(|r| match &r.data {
+                        TensorData::U8(d) => Some(d.as_slice()),
+                        TensorData::F32(_) => None,
                     })
-                    .copied()
                     .collect();
-                TensorRef::from_array_view((shape, data.as_slice()))
-                    .and_then(|tensor| session.run(ort::inputs![tensor]))
-                    .map_err(|e| e.to_string())
-                    .and_then(|outputs| split_outputs(&outputs, batch.len()))
+                run_joined(&mut session, shape, &parts)
             }
             TensorData::F32(_) => {
-                let data: Vec<f32> = batch
+                let parts: Vec<&[f32]> = batch
                     .iter()
-                    .flat_map(|r| match &r.data {
-                        TensorData::F32(d) => d.as_slice(),
-                        TensorData::U8(_) => &[],
+                    .filter_map(|r| match &r.data {
+                        TensorData::F32(d) => Some(d.as_slice()),
+                        TensorData::U8(_) => None,
                     })
-                    .copied()
                     .collect();
-                TensorRef::from_array_view((shape, data.as_slice()))
-                    .and_then(|tensor| session.run(ort::inputs![tensor]))
-                    .map_err(|e| e.to_string())
-                    .and_then(|outputs| split_outputs(&outputs, batch.len()))
+                run_joined(&mut session, shape, &parts)
             }
         };
         drop(session);
@@ -395,6 +387,26 @@ impl SharedSession {
             Err(e) => fail(e),
         }
     }
+}
+
+/// Runs the session on the frames `parts` joined along the batch dimension (`shape` already says
+/// how many) and returns each frame's outputs.
+fn run_joined<T: PrimitiveTensorElementType + fmt::Debug + Copy + 'static>(
+    session: &mut Session,
+    shape: [usize; 4],
+    parts: &[&[T]],
+) -> Result<Vec<Vec<ArrayD<f32>>>, String> {
+    let joined: Vec<T>;
+    let data: &[T] = match parts {
+        [one] => one,
+        _ => {
+            joined = parts.concat();
+            &joined
+        }
+    };
+    let tensor = TensorRef::from_array_view((shape, data)).map_err(|e| e.to_string())?;
+    let outputs = session.run(ort::inputs![tensor]).map_err(|e| e.to_string())?;
+    split_outputs(&outputs, parts.len())
 }
 
 /// Every output as f32 arrays per frame of a batch of `frames`: the batch dimension is split so

@@ -234,47 +234,20 @@ impl Placement {
     /// A box in fractions of the model input mapped to fractions of the frame.
     pub fn to_frame(&self, bbox: &NormalizedBox) -> NormalizedBox {
         let (d, s) = (&self.destination, &self.source);
-        let map = |v: f32, input: u32, d_off: u32, d_len: u32, s_off: u32, s_len: u32, frame: u32| {
-            let in_destination = (v * input as f32 - d_off as f32) / d_len as f32;
-            (s_off as f32 + in_destination * s_len as f32) / frame as f32
+        // Input fraction -> input pixels -> fraction of the picture drawn there -> frame pixels.
+        let x = |v: f32| {
+            let in_picture = (v * self.input_width as f32 - d.x as f32) / d.width as f32;
+            (s.x as f32 + in_picture * s.width as f32) / self.frame_width as f32
+        };
+        let y = |v: f32| {
+            let in_picture = (v * self.input_height as f32 - d.y as f32) / d.height as f32;
+            (s.y as f32 + in_picture * s.height as f32) / self.frame_height as f32
         };
         NormalizedBox {
-            x_min: map(
-                bbox.x_min,
-                self.input_width,
-                d.x,
-                d.width,
-                s.x,
-                s.width,
-                self.frame_width,
-            ),
-            y_min: map(
-                bbox.y_min,
-                self.input_height,
-                d.y,
-                d.height,
-                s.y,
-                s.height,
-                self.frame_height,
-            ),
-            x_max: map(
-                bbox.x_max,
-                self.input_width,
-                d.x,
-                d.width,
-                s.x,
-                s.width,
-                self.frame_width,
-            ),
-            y_max: map(
-                bbox.y_max,
-                self.input_height,
-                d.y,
-                d.height,
-                s.y,
-                s.height,
-                self.frame_height,
-            ),
+            x_min: x(bbox.x_min),
+            y_min: y(bbox.y_min),
+            x_max: x(bbox.x_max),
+            y_max: y(bbox.y_max),
         }
         .clamped()
     }

@@ -67,6 +67,25 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Starts the `rtsp_camera` example with `args`; its output lines arrive on the receiver (and are
+/// echoed) until the thread returned ends with it.
+fn run_camera(args: &[&std::ffi::OsStr]) -> (Child, Receiver<String>, std::thread::JoinHandle<()>) {
+    let mut camera = Command::new(example("rtsp_camera"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the rtsp_camera example runs");
+    let (sender, lines) = channel();
+    let stdout = camera.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("rtsp_camera: {line}");
+            let _ = sender.send(line);
+        }
+    });
+    (camera, lines, reader)
+}
+
 /// Waits for a line containing `needle`, returning it.
 fn wait_for(lines: &Receiver<String>, needle: &str, seconds: u64) -> String {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -86,22 +105,12 @@ fn cameras_are_watched_across_server_restarts() {
     let port = free_port();
     let recordings = std::env::temp_dir().join(format!("rtsp-camera-{}", std::process::id()));
     let mut server = start_server(port);
-    let mut camera = Command::new(example("rtsp_camera"))
-        .arg("--record")
-        .arg(&recordings)
-        .arg(format!("gate=rtsp://127.0.0.1:{port}/camera"))
-        .arg("threshold=0.5")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the rtsp_camera example runs");
-    let (sender, lines) = channel();
-    let stdout = camera.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("rtsp_camera: {line}");
-            let _ = sender.send(line);
-        }
-    });
+    let (mut camera, lines, reader) = run_camera(&[
+        "--record".as_ref(),
+        recordings.as_os_str(),
+        format!("gate=rtsp://127.0.0.1:{port}/camera").as_ref(),
+        "threshold=0.5".as_ref(),
+    ]);
 
     wait_for(&lines, "[gate]", 10);
     let first = wait_for(&lines, "person", 60);
@@ -183,20 +192,7 @@ fn cameras_from_a_config_file() {
         ),
     )
     .unwrap();
-    let mut camera = Command::new(example("rtsp_camera"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the rtsp_camera example runs");
-    let (sender, lines) = channel();
-    let stdout = camera.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("rtsp_camera: {line}");
-            let _ = sender.send(line);
-        }
-    });
+    let (mut camera, lines, reader) = run_camera(&["--config".as_ref(), config.as_os_str()]);
     // Detection lines read "[name]   1.23s  label 87% (x0,y0)-(x1,y1), ...".
     let boxes = |line: &str| -> Vec<(i64, i64)> {
         line.split(" (")

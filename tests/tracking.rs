@@ -220,14 +220,9 @@ fn the_face_detector_finds_the_face() {
     assert!(inside, "the face is not within the person: {:?}", face.norm);
 }
 
-/// The shipped NanoDet-m (`models/nanodet_m_416.onnx`, raw per-stride outputs decoded in the
-/// element with NMS, BGR and mean/std picked for the family) finds the person, the dog and the
-/// horse in the test photo. The person's box is where ONNX Runtime run directly (Python, the same
-/// decoding written from NanoDet's description) puts it: (0.294, 0.237)-(0.438, 0.889).
-#[test]
-fn nanodet_finds_the_objects_where_onnx_runtime_does() {
-    init();
-    let (frame, caps) = photo_frame("I420", 640, 424);
+/// What the shipped NanoDet-m finds in the test photo as a `format` frame of that size.
+fn nanodet_on_photo(format: &str, width: u32, height: u32, threshold: f64) -> Vec<Roi> {
+    let (frame, caps) = photo_frame(format, width, height);
     let models = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     let path = |name: &str| models.join(name).display().to_string();
     let mut h = harness(
@@ -235,12 +230,22 @@ fn nanodet_finds_the_objects_where_onnx_runtime_does() {
             ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
             ("model-location", path("nanodet_m_416.onnx").to_value()),
             ("labels-location", path("coco80_labels.txt").to_value()),
-            ("threshold", 0.4f64.to_value()),
+            ("threshold", threshold.to_value()),
         ],
         &caps,
     );
     h.push(timestamped(&frame, 0)).unwrap();
-    let found = rois(&h.pull().unwrap());
+    rois(&h.pull().unwrap())
+}
+
+/// The shipped NanoDet-m (`models/nanodet_m_416.onnx`, raw per-stride outputs decoded in the
+/// element with NMS, BGR and mean/std picked for the family) finds the person, the dog and the
+/// horse in the test photo. The person's box is where ONNX Runtime run directly (Python, the same
+/// decoding written from NanoDet's description) puts it: (0.294, 0.237)-(0.438, 0.889).
+#[test]
+fn nanodet_finds_the_objects_where_onnx_runtime_does() {
+    init();
+    let found = nanodet_on_photo("I420", 640, 424, 0.4);
     let labels: Vec<&str> = found.iter().map(|r| r.label.as_str()).collect();
     for expected in ["person", "horse", "dog"] {
         assert!(labels.contains(&expected), "{expected} missing: {found:?}");
@@ -265,20 +270,7 @@ fn nanodet_finds_the_objects_where_onnx_runtime_does() {
 #[test]
 fn nanodet_matches_onnx_runtime_run_directly() {
     init();
-    let (frame, caps) = photo_frame("RGB", 416, 416);
-    let models = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
-    let path = |name: &str| models.join(name).display().to_string();
-    let mut h = harness(
-        &[
-            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
-            ("model-location", path("nanodet_m_416.onnx").to_value()),
-            ("labels-location", path("coco80_labels.txt").to_value()),
-            ("threshold", 0.3f64.to_value()),
-        ],
-        &caps,
-    );
-    h.push(timestamped(&frame, 0)).unwrap();
-    let found = rois(&h.pull().unwrap());
+    let found = nanodet_on_photo("RGB", 416, 416, 0.3);
     let best = found
         .iter()
         .max_by(|a, b| a.confidence.total_cmp(&b.confidence))

@@ -42,6 +42,28 @@ def save(graph, file_name):
     onnx.save(model, os.path.join(HERE, file_name))
 
 
+def busy_loop_body(size):
+    """A Loop body multiplying a size x size state by `matrix` (and tanh) each iteration: work that
+    ONNX Runtime cannot fold away, to make a model take time."""
+    return helper.make_graph(
+        [
+            helper.make_node("MatMul", ["state_in", "matrix"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["state_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "busy_loop",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [size, size]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [size, size]),
+        ],
+    )
+
+
 def image_input(name="image"):
     return helper.make_tensor_value_info(name, TensorProto.UINT8, [1, 300, 300, 3])
 
@@ -59,23 +81,7 @@ def slow_ssd():
         const("trip_count", np.array(LOOP_ITERATIONS, dtype=np.int64)),
         const("keep_going", np.array(True)),
     ]
-    body = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["state_in", "matrix"], ["product"]),
-            helper.make_node("Tanh", ["product"], ["state_out"]),
-            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-        ],
-        "busy_loop",
-        [
-            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
-            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [256, 256]),
-        ],
-        [
-            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [256, 256]),
-        ],
-    )
+    body = busy_loop_body(256)
     nodes += [
         helper.make_node("Loop", ["trip_count", "keep_going", "matrix"], ["busy_result"], body=body),
         helper.make_node("ReduceMean", ["busy_result"], ["busy_mean"], keepdims=0),
@@ -156,23 +162,7 @@ def batch_brightness(iterations=2000):
     mask[0, 4, 0] = 1.0
     base = np.zeros((1, 5, 8), dtype=np.float32)
     base[0, :4, 0] = [32, 32, 32, 32]
-    body = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["state_in", "matrix"], ["product"]),
-            helper.make_node("Tanh", ["product"], ["state_out"]),
-            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-        ],
-        "busy_loop",
-        [
-            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
-            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [64, 64]),
-        ],
-        [
-            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [64, 64]),
-        ],
-    )
+    body = busy_loop_body(64)
     nodes = [
         helper.make_node("ReduceMean", ["images"], ["mean_kept"], axes=[1, 2, 3], keepdims=1),
         # [B, 1, 1, 1] -> [B, 1, 1]
