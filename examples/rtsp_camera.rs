@@ -194,6 +194,23 @@ fn main() {
     {
         options.properties.insert(0, "threads=1".to_string());
     }
+    // Refuse settings the detector cannot take now, rather than retrying a camera forever.
+    for camera in &options.cameras {
+        let properties: Vec<String> = options
+            .properties
+            .iter()
+            .chain(&camera.properties)
+            .cloned()
+            .collect();
+        let checked = gst::ElementFactory::make("asyncdetect")
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|detect| apply_properties(&detect, &properties));
+        if let Err(e) = checked {
+            eprintln!("rtsp_camera: camera {}: {e}", camera.name);
+            std::process::exit(2);
+        }
+    }
     let workers: Vec<_> = options
         .cameras
         .iter()
@@ -241,33 +258,32 @@ fn pipeline_for(
         .ok_or("no rtspsrc")?
         .set_property("location", url);
     let detect = pipeline.by_name("detect").ok_or("no asyncdetect")?;
+    apply_properties(&detect, properties)?;
+    Ok(pipeline)
+}
+
+/// Sets `property=value` settings on an `asyncdetect`, through each property's own parser: an
+/// unknown property or a value GLib cannot parse is an error, not a crash (GLib itself refuses a
+/// value out of the property's range, with a warning naming it).
+fn apply_properties(detect: &gst::Element, properties: &[String]) -> Result<(), String> {
     for setting in properties {
         let (name, value) = setting
             .split_once('=')
             .ok_or_else(|| format!("`{setting}` is not property=value"))?;
         let (name, value) = (name.trim(), value.trim().trim_matches('"'));
-        if detect.find_property(name).is_none() {
-            return Err(format!("asyncdetect has no property `{name}`"));
-        }
-        // A value GLib cannot parse for the property is reported, not a crash (GLib itself
-        // refuses one out of the property's range, with a warning naming it).
-        let parsed = detect.find_property(name).and_then(|pspec| {
-            if pspec.value_type() == glib::Type::STRING {
-                Some(value.to_value())
-            } else {
-                glib::Value::deserialize_with_pspec(value, &pspec).ok()
-            }
-        });
-        match parsed {
-            Some(parsed) => detect.set_property_from_value(name, &parsed),
-            None => {
-                return Err(format!(
-                    "invalid value `{value}` for asyncdetect property `{name}`"
-                ));
-            }
-        }
+        let pspec = detect
+            .find_property(name)
+            .ok_or_else(|| format!("asyncdetect has no property `{name}`"))?;
+        let parsed = if pspec.value_type() == glib::Type::STRING {
+            Some(value.to_value())
+        } else {
+            glib::Value::deserialize_with_pspec(value, &pspec).ok()
+        };
+        let parsed =
+            parsed.ok_or_else(|| format!("invalid value `{value}` for asyncdetect property `{name}`"))?;
+        detect.set_property_from_value(name, &parsed);
     }
-    Ok(pipeline)
+    Ok(())
 }
 
 enum Ended {

@@ -247,8 +247,28 @@ fn cameras_from_a_config_file() {
         .arg(&bad)
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&bad);
     assert_eq!(output.status.code(), Some(2));
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("zoom"), "{message}");
+
+    // So is a detector property that does not exist or a value it cannot parse.
+    for (setting, named) in [
+        ("sharpness = 3", "sharpness"),
+        ("threshold = \"high\"", "threshold"),
+    ] {
+        std::fs::write(
+            &bad,
+            format!("[detector]\n{setting}\n[[camera]]\nname = \"x\"\nurl = \"rtsp://127.0.0.1:1/x\"\n"),
+        )
+        .unwrap();
+        let output = Command::new(example("rtsp_camera"))
+            .arg("--config")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{message}");
+        assert!(message.contains(named), "{message}");
+    }
+    let _ = std::fs::remove_file(&bad);
 }
