@@ -194,18 +194,25 @@ fn main() {
     {
         options.properties.insert(0, "threads=1".to_string());
     }
+    // Common settings first, then the camera's own.
+    let settings: Vec<Vec<String>> = options
+        .cameras
+        .iter()
+        .map(|camera| {
+            options
+                .properties
+                .iter()
+                .chain(&camera.properties)
+                .cloned()
+                .collect()
+        })
+        .collect();
     // Refuse settings the detector cannot take now, rather than retrying a camera forever.
-    for camera in &options.cameras {
-        let properties: Vec<String> = options
-            .properties
-            .iter()
-            .chain(&camera.properties)
-            .cloned()
-            .collect();
+    for (camera, properties) in options.cameras.iter().zip(&settings) {
         let checked = gst::ElementFactory::make("asyncdetect")
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|detect| apply_properties(&detect, &properties));
+            .and_then(|detect| apply_properties(&detect, properties));
         if let Err(e) = checked {
             eprintln!("rtsp_camera: camera {}: {e}", camera.name);
             std::process::exit(2);
@@ -214,16 +221,10 @@ fn main() {
     let workers: Vec<_> = options
         .cameras
         .iter()
-        .map(|camera| {
+        .zip(settings)
+        .map(|(camera, properties)| {
             let (name, url) = (camera.name.clone(), camera.url.clone());
             let record = options.record.clone();
-            // Common settings first, then the camera's own.
-            let properties: Vec<String> = options
-                .properties
-                .iter()
-                .chain(&camera.properties)
-                .cloned()
-                .collect();
             std::thread::spawn(move || watch(&name, &url, record.as_deref(), &properties))
         })
         .collect();
