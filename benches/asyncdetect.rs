@@ -962,6 +962,8 @@ struct CamerasRun {
     session_users: u32,
     /// The plain ONNX Runtime loop measured in the same process before and after the cameras ran.
     plain_rate: f64,
+    /// The process CPU the plain loop used (after the cameras).
+    plain_cpu_percent: f64,
 }
 
 fn cpu_seconds() -> f64 {
@@ -1059,22 +1061,28 @@ fn cameras_child(spec: &str) {
             .first()
             .map_or(0, |(_, d, _)| d.property::<u32>("session-users")),
         plain_rate: 0.0,
+        plain_cpu_percent: 0.0,
     };
     for (pipeline, _, _) in &streams {
         pipeline.set_state(gst::State::Null).expect("stops");
     }
     drop(streams);
     let mut run = run;
-    run.plain_rate = (plain_before + plain_loop_rate(seconds.min(5.0), false)) / 2.0;
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let plain_after = plain_loop_rate(seconds.min(5.0), false);
+    run.plain_cpu_percent = (cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
+    run.plain_rate = (plain_before + plain_after) / 2.0;
     let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(",");
     println!(
-        "CAMERAS delivered={} inferred={} cpu={:.1} rss={:.1} users={} plain={:.2}",
+        "CAMERAS delivered={} inferred={} cpu={:.1} rss={:.1} users={} plain={:.2} plaincpu={:.1}",
         list(&run.delivered_fps),
         list(&run.inference_fps),
         run.cpu_percent,
         run.resident_mib,
         run.session_users,
-        run.plain_rate
+        run.plain_rate,
+        run.plain_cpu_percent
     );
 }
 
@@ -1104,6 +1112,7 @@ fn run_cameras_child(properties: &str, seconds: f64, urls: &[String]) -> Option<
             "rss" => run.resident_mib = value.parse().ok()?,
             "users" => run.session_users = value.parse().ok()?,
             "plain" => run.plain_rate = value.parse().ok()?,
+            "plaincpu" => run.plain_cpu_percent = value.parse().ok()?,
             _ => (),
         }
     }
@@ -1229,6 +1238,16 @@ fn table_cameras(config: &Config) {
             );
             shared = Some(run);
         }
+    }
+    if let Some(shared) = shared {
+        println!(
+            "CPU: the plain loop used {:.0} % of the process's CPU for {:.1} inferences/s; the cameras \
+             {:.0} % in all for {:.1} inferences/s and eight streams.",
+            shared.plain_cpu_percent,
+            shared.plain_rate,
+            shared.cpu_percent,
+            shared.inference_fps.iter().sum::<f64>()
+        );
     }
     if let (Some(shared), Some(Some(separate))) =
         (shared, runs.iter().find(|r| r.0 == "separate").map(|r| &r.1))
