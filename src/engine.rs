@@ -202,7 +202,8 @@ type RunOutcome = Result<Vec<ArrayD<f32>>, String>;
 #[derive(Default)]
 struct RunQueue {
     waiting: VecDeque<Request>,
-    finished: HashMap<u64, RunOutcome>,
+    /// Outcomes by ticket, with the frame's tensor buffer handed back for reuse.
+    finished: HashMap<u64, (RunOutcome, TensorData)>,
     next_ticket: u64,
     /// Lanes not running a batch now.
     free_lanes: Vec<usize>,
@@ -265,7 +266,8 @@ impl SharedSession {
     }
 
     /// Queues one frame and returns its outputs (batch dimension 1) once it has been run.
-    fn run(&self, shape: [usize; 4], data: TensorData) -> RunOutcome {
+    /// Also hands back `data`, so the caller can fill it again without a new allocation.
+    fn run(&self, shape: [usize; 4], data: TensorData) -> (RunOutcome, TensorData) {
         let mut queue = lock(&self.queue);
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
@@ -309,8 +311,8 @@ impl SharedSession {
                             .collect()
                     });
                 queue = lock(&self.queue);
-                for (request, outcome) in batch.iter().zip(outcomes) {
-                    queue.finished.insert(request.ticket, outcome);
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    queue.finished.insert(request.ticket, (outcome, request.data));
                 }
                 queue.free_lanes.push(lane);
                 self.turn.notify_all();
@@ -466,6 +468,8 @@ impl fmt::Debug for SessionUsers {
 /// A loaded model, ready to run. Owned by one thread at a time; its session may be shared.
 pub struct Model {
     session: Arc<SharedSession>,
+    /// The last frame's tensor buffer, filled again for the next one.
+    spare: Option<TensorData>,
     input: InputSpec,
     decoder: Decoder,
     labels: Labels,
@@ -586,6 +590,7 @@ impl Model {
 
         let mut model = Model {
             session: shared,
+            spare: None,
             input,
             decoder,
             labels,
@@ -642,26 +647,33 @@ impl Model {
 
     fn run_raw(&mut self, image: &[u8], stride: usize) -> Result<Vec<RawDetection>, EngineError> {
         let fill_error = |e: crate::preprocess::InputError| EngineError::Inference(e.to_string());
-        let data = match self.input.element_type {
-            ElementType::U8 => {
-                let mut tensor = Vec::new();
+        // The previous frame's buffer, when it has the right type: a 300x300 frame is a 270 KB
+        // allocation (an mmap and its page faults) otherwise.
+        let data = match (self.input.element_type, self.spare.take()) {
+            (ElementType::U8, spare) => {
+                let mut tensor = match spare {
+                    Some(TensorData::U8(tensor)) => tensor,
+                    _ => Vec::new(),
+                };
                 self.input
                     .fill_u8(image, stride, &mut tensor)
                     .map_err(fill_error)?;
                 TensorData::U8(tensor)
             }
-            ElementType::F32 => {
-                let mut tensor = Vec::new();
+            (ElementType::F32, spare) => {
+                let mut tensor = match spare {
+                    Some(TensorData::F32(tensor)) => tensor,
+                    _ => Vec::new(),
+                };
                 self.input
                     .fill_f32(image, stride, &mut tensor)
                     .map_err(fill_error)?;
                 TensorData::F32(tensor)
             }
         };
-        let arrays = self
-            .session
-            .run(self.input.tensor_shape(), data)
-            .map_err(EngineError::Inference)?;
+        let (outcome, data) = self.session.run(self.input.tensor_shape(), data);
+        self.spare = Some(data);
+        let arrays = outcome.map_err(EngineError::Inference)?;
         let views: Vec<ArrayViewD<'_, f32>> = arrays.iter().map(|a| a.view()).collect();
         self.decoder
             .decode(&views)
