@@ -211,6 +211,8 @@ struct RunQueue {
     opened: usize,
     /// No more lanes than this: the maximum, or fewer once opening one failed.
     lane_limit: usize,
+    /// Why the last lane could not be opened, until a model reports it.
+    lane_error: Option<String>,
 }
 
 /// One model instance shared by every element that names it, and the queue in front of it. Frames
@@ -224,8 +226,6 @@ pub struct SharedSession {
     lanes: Vec<OnceLock<Mutex<Session>>>,
     /// Builds another session of the model for a new lane.
     open_lane: Box<dyn Fn() -> Result<Session, String> + Send + Sync>,
-    /// Why the last lane could not be opened, until a model reports it.
-    lane_error: Mutex<Option<String>>,
     queue: Mutex<RunQueue>,
     turn: Condvar,
     max_batch: usize,
@@ -257,7 +257,6 @@ impl SharedSession {
             }),
             lanes,
             open_lane,
-            lane_error: Mutex::new(None),
             turn: Condvar::new(),
             max_batch: if batchable { MAX_BATCH } else { 1 },
             runs: AtomicU64::new(0),
@@ -300,7 +299,7 @@ impl SharedSession {
                     for request in batch.into_iter().rev() {
                         queue.waiting.push_front(request);
                     }
-                    *lock(&self.lane_error) = Some(e);
+                    queue.lane_error = Some(e);
                     continue;
                 }
                 let outcomes = panic::catch_unwind(AssertUnwindSafe(|| self.run_batch(lane, &batch)))
@@ -682,7 +681,7 @@ impl Model {
 
     /// Why the shared instance could not open another lane, once (the first model to ask gets it).
     pub fn take_lane_error(&self) -> Option<String> {
-        lock(&self.session.lane_error).take()
+        lock(&self.session.queue).lane_error.take()
     }
 
     /// Sets the overlap above which the YOLO decoder suppresses a box of the same class.

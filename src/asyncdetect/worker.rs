@@ -485,8 +485,6 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
     let mut motion_gate = MotionGate::default();
     // What the gate compared against was seen through this placement and flush generation.
     let mut gate_context: Option<(Placement, u64)> = None;
-    // The last result, re-published for frames whose picture did not change.
-    let mut last_result: Option<(Vec<Detection>, TrackList)> = None;
 
     while let Some(work) = shared.next_work() {
         let job = match work {
@@ -562,17 +560,23 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             let plane = frame.plane_data(0).unwrap_or(&[]);
             let thumbnail = Thumbnail::from_packed_rgb(plane, input_width, input_height, *stride);
             let moved = motion_gate.should_infer(thumbnail, threshold);
-            if let (false, Some((detections, tracks))) = (moved, &last_result) {
+            // The result published last (none after a flush: then the model runs).
+            let latest = if moved { None } else { shared.snapshot().latest };
+            if let Some(latest) = latest {
                 // Nothing moved: the last result holds for this frame too, standing still.
                 shared.stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
                 shared.job_done(started.elapsed());
-                let tracks = tracks.iter().map(|(id, _)| (*id, Velocity::default())).collect();
+                let tracks = latest
+                    .tracks
+                    .iter()
+                    .map(|(id, _)| (*id, Velocity::default()))
+                    .collect();
                 shared.publish(
                     generation,
                     InferenceResult {
                         seq,
                         frame_pts,
-                        detections: detections.clone(),
+                        detections: latest.detections.clone(),
                         tracks,
                         predict: false,
                     },
@@ -666,7 +670,6 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
                 .unzip()
         };
         let predict = tracking == super::AsyncDetectTracking::Predict;
-        last_result = motion_threshold.map(|_| (detections.clone(), tracks.clone()));
         let message = weak
             .upgrade()
             .filter(|_| post_messages)
