@@ -450,6 +450,21 @@ fn table_overlay(config: &Config) {
 }
 
 /// Frames per second through `videotestsrc ! {element} ! fakesink sync=false`.
+/// Counts the buffers reaching the pad of the element named `sink`.
+fn count_buffers_at_sink(pipeline: &gst::Pipeline) -> Arc<std::sync::atomic::AtomicU64> {
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = count.clone();
+    pipeline
+        .by_name("sink")
+        .and_then(|s| s.static_pad("sink"))
+        .expect("sink pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    count
+}
+
 /// Frames per second through `videotestsrc ! X ! fakesink sync=false` in steady state: counted at
 /// the sink for `seconds` after `warmup` (so the model loading at start, a one-off, is not counted).
 fn throughput(element: &str, format: &str, width: u32, height: u32, warmup: f64, seconds: f64) -> f64 {
@@ -462,16 +477,7 @@ fn throughput(element: &str, format: &str, width: u32, height: u32, warmup: f64,
         "videotestsrc ! video/x-raw,format={format},width={width},height={height} ! \
          {middle}fakesink name=sink sync=false"
     ));
-    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = count.clone();
-    pipeline
-        .by_name("sink")
-        .and_then(|s| s.static_pad("sink"))
-        .expect("sink pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
+    let count = count_buffers_at_sink(&pipeline);
     pipeline.set_state(gst::State::Playing).expect("plays");
     std::thread::sleep(Duration::from_secs_f64(warmup));
     let (start, before) = (Instant::now(), count.load(std::sync::atomic::Ordering::Relaxed));
@@ -1052,16 +1058,7 @@ fn cameras_child(spec: &str) {
             "rtspsrc location={url} latency=100 protocols=tcp ! rtph264depay ! h264parse ! avdec_h264 ! \
              asyncdetect name=d post-messages=false {extra} ! fakesink name=sink sync=true"
         ));
-        let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = delivered.clone();
-        pipeline
-            .by_name("sink")
-            .and_then(|s| s.static_pad("sink"))
-            .expect("sink pad")
-            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
+        let delivered = count_buffers_at_sink(&pipeline);
         pipeline.set_state(gst::State::Playing).expect("plays");
         let detect = pipeline.by_name("d").expect("d");
         streams.push((pipeline, detect, delivered));

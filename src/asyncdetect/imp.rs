@@ -592,7 +592,7 @@ impl ObjectImpl for AsyncDetect {
                 .nick("Input resize")
                 .blurb(
                     "How frames are fitted into the model input: auto (letterbox for YOLO models, \
-                     stretch for SSD and BlazeFace: what each family is trained with), stretch or \
+                     stretch for the others: what each family is trained with), stretch or \
                      letterbox. Boxes always come back in frame coordinates.",
                 )
                 .mutable_playing()
