@@ -47,6 +47,17 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Candidates of the families decoded in the element (YOLO, NanoDet) below this score are dropped
+/// before NMS; the user's threshold applies afterwards.
+const CANDIDATE_SCORE: f32 = 0.05;
+
+/// The most likely class among `scores` and its score (the first on a tie).
+fn best_class(scores: impl Iterator<Item = f32>) -> (usize, f32) {
+    scores
+        .enumerate()
+        .fold((0, f32::MIN), |best, c| if c.1 > best.1 { c } else { best })
+}
+
 /// The output layouts this element understands, for error messages.
 pub const SUPPORTED_LAYOUTS: &str = "SSD with post-processing: boxes [1,N,4] (ymin, xmin, ymax, xmax, \
      normalised), classes [1,N], scores [1,N] and optionally a count [1] \

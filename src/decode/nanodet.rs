@@ -6,11 +6,8 @@
 
 use ndarray::ArrayViewD;
 
-use super::{DecodeError, OutputInfo, RawDetection};
+use super::{CANDIDATE_SCORE, DecodeError, OutputInfo, RawDetection, best_class};
 use crate::detection::NormalizedBox;
-
-/// Candidates below this score are dropped before NMS; the user's threshold applies afterwards.
-const CANDIDATE_SCORE: f32 = 0.05;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Level {
@@ -116,9 +113,7 @@ impl NanoDetDecoder {
                 )));
             }
             for cell in 0..level.cells {
-                let (class, score) = (0..self.classes)
-                    .map(|c| (c, scores[[0, cell, c]]))
-                    .fold((0, f32::MIN), |best, c| if c.1 > best.1 { c } else { best });
+                let (class, score) = best_class((0..self.classes).map(|c| scores[[0, cell, c]]));
                 if !score.is_finite() || score < CANDIDATE_SCORE {
                     continue;
                 }

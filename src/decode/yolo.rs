@@ -4,12 +4,10 @@
 
 use ndarray::ArrayViewD;
 
-use super::{DecodeError, OutputInfo, RawDetection};
+use super::{CANDIDATE_SCORE, DecodeError, OutputInfo, RawDetection, best_class};
 use crate::detection::NormalizedBox;
 use crate::track::iou;
 
-/// Candidates below this score are dropped before NMS; the user's threshold applies afterwards.
-const CANDIDATE_SCORE: f32 = 0.05;
 /// Boxes of one class overlapping a better one by more than this are suppressed.
 pub const DEFAULT_NMS_IOU: f32 = 0.45;
 
@@ -79,9 +77,7 @@ impl YoloDecoder {
         let mut candidates = Vec::new();
         for i in 0..count {
             let objectness = if self.objectness { value(i, 4) } else { 1.0 };
-            let (class, score) = (first_class..features)
-                .map(|f| (f - first_class, value(i, f) * objectness))
-                .fold((0, f32::MIN), |best, c| if c.1 > best.1 { c } else { best });
+            let (class, score) = best_class((first_class..features).map(|f| value(i, f) * objectness));
             if !score.is_finite() || score < CANDIDATE_SCORE {
                 continue;
             }
