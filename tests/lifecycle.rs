@@ -1,5 +1,6 @@
 //! State changes: 200 rapid start/stop cycles, pausing, and stopping while an inference runs. The
-//! inference thread is joined every time. Its own binary so the thread count below is only ours.
+//! inference thread and its frame preparer are joined every time. Its own binary so the thread
+//! count below is only ours.
 
 mod common;
 
@@ -8,21 +9,28 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 
+/// Thread names are cut to 15 bytes: `asyncdetect-infer` and `asyncdetect-prep`.
+const WORKER_THREAD_NAMES: [&str; 2] = ["asyncdetect-inf", "asyncdetect-pre"];
+
 fn inference_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim() == "asyncdetect-inf")
+        .filter(|name| WORKER_THREAD_NAMES.contains(&name.trim()))
         .count()
 }
 
-/// Niceness (field 19 of /proc/<tid>/stat) of every thread named after the inference thread,
-/// which includes the ONNX Runtime pool threads it creates (they inherit the name).
+/// Niceness (field 19 of /proc/<tid>/stat) of the preparer and of every thread named after the
+/// inference thread, which includes the ONNX Runtime pool threads it creates (they inherit the name).
 fn inference_thread_nice_values() -> Vec<i64> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
-        .filter(|stat| stat.contains("(asyncdetect-inf)"))
+        .filter(|stat| {
+            WORKER_THREAD_NAMES
+                .iter()
+                .any(|name| stat.contains(&format!("({name})")))
+        })
         .filter_map(|stat| {
             let after_name = &stat[stat.rfind(')')? + 2..];
             after_name.split_whitespace().nth(16)?.parse().ok()
@@ -61,10 +69,11 @@ fn start_stop_cycles_and_stopping_mid_inference() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(detect.property::<u64>("frames-inferred") > 0);
-    // The inference thread and the ONNX Runtime threads it started yield to the video.
+    // The inference thread, its preparer and the ONNX Runtime threads it started yield to the
+    // video (default `inference-nice`: 19).
     let nice_values = inference_thread_nice_values();
     assert!(
-        !nice_values.is_empty() && nice_values.iter().all(|&n| n == 10),
+        nice_values.len() >= 2 && nice_values.iter().all(|&n| n == 19),
         "{nice_values:?}"
     );
     cycles.set_state(gst::State::Null).unwrap();

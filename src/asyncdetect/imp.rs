@@ -39,7 +39,7 @@ const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_MODE: AsyncDetectMode = AsyncDetectMode::Async;
 const DEFAULT_MAX_AGE: u64 = 0;
 const DEFAULT_POST_MESSAGES: bool = true;
-const DEFAULT_INFERENCE_NICE: i32 = 10;
+const DEFAULT_INFERENCE_NICE: i32 = 19;
 const DEFAULT_TRACKING: AsyncDetectTracking = AsyncDetectTracking::None;
 const DEFAULT_TRACK_LOST_TIME: u64 = 1_000_000_000;
 const DEFAULT_NMS_IOU: f64 = crate::decode::DEFAULT_NMS_IOU as f64;
@@ -1072,7 +1072,8 @@ impl BaseTransformImpl for AsyncDetect {
         // The worker gets a shallow copy (a new buffer sharing this one's memory), made only when
         // it is handed over and before our metas are added, so it carries none of them.
         let make_job = || Job {
-            buffer: buffer.to_owned(),
+            buffer: Some(buffer.to_owned()),
+            pts: buffer.pts(),
             info: info.clone(),
             seq,
             generation,

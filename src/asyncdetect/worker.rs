@@ -1,9 +1,12 @@
-//! The inference thread and the two small mailboxes it shares with the streaming thread.
+//! The inference thread, its frame preparer, and the two small mailboxes they share with the
+//! streaming thread.
 //!
 //! The streaming thread offers frames through a one-slot mailbox (a newer frame replaces a waiting
-//! one) and reads the newest published result; it only ever takes these locks briefly. The worker
-//! owns the ONNX Runtime session, converts and scales each frame to the model's input, runs the
-//! model, filters, publishes the result and posts it on the bus. No lock is held while it works.
+//! one) and reads the newest published result; it only ever takes these locks briefly. A preparer
+//! thread converts and scales the newest frame to the model's input, timed to finish as the running
+//! inference ends, so conversion overlaps the model instead of adding to it. The inference thread
+//! owns the ONNX Runtime session, runs the model on the prepared frame, filters, publishes the
+//! result and posts it on the bus. No lock is held while either works.
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
@@ -15,7 +18,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::imp::CAT;
-use crate::convert::FrameConverter;
+use crate::convert::{ConvertedFrame, FrameConverter};
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{Model, ModelOptions, ModelSource};
 use crate::geometry::{Fit, Placement, Region};
@@ -28,7 +31,10 @@ use crate::track::{Tracker, Velocity};
 /// it, which would make a downstream element that writes in place copy the frame; that is why
 /// frames are only handed over when the worker will soon want one (see [`Shared::offer`]).
 pub struct Job {
-    pub buffer: gst::Buffer,
+    /// Taken (and released) by the preparer once converted.
+    pub buffer: Option<gst::Buffer>,
+    /// The frame's presentation timestamp.
+    pub pts: Option<gst::ClockTime>,
     pub info: gst_video::VideoInfo,
     pub seq: u64,
     pub generation: u64,
@@ -75,22 +81,87 @@ pub struct WorkerConfig {
     pub labels_origin: Option<String>,
 }
 
+/// What the preparer converts frames to: the loaded model's input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct InputTarget {
+    channel_order: crate::preprocess::ChannelOrder,
+    width: u32,
+    height: u32,
+    /// How the model family wants frames fitted when the element does not say.
+    preferred_fit: Fit,
+    /// Bumped for every model loaded: a frame prepared for an earlier one is not used.
+    version: u64,
+}
+
+/// A frame converted to the model's input, waiting for the inference thread.
+struct Prepared {
+    job: Job,
+    placement: Placement,
+    converted: Result<(ConvertedFrame, usize), String>,
+    input_version: u64,
+    convert_time: Duration,
+}
+
 #[derive(Default)]
 struct Mailbox {
     pending: Option<Job>,
+    /// Converted ahead by the preparer.
+    prepared: Option<Box<Prepared>>,
+    /// The preparer is converting a frame.
+    preparing: bool,
     shutdown: bool,
-    /// When the job in progress started; `None` while the worker waits for one.
-    busy_since: Option<Instant>,
-    /// Smoothed time per job (conversion + inference), to predict when the worker will be free.
-    job_time: Option<Duration>,
+    /// The inference thread or the preparer has ended: the other stops too.
+    worker_gone: bool,
+    /// When the inference in progress started; `None` while the inference thread waits.
+    inference_since: Option<Instant>,
+    /// Smoothed time per inference (model and decoding) and per conversion, to predict when the
+    /// next frame is wanted.
+    inference_time: Option<Duration>,
+    convert_time: Option<Duration>,
+    /// `None` until a model is loaded.
+    input: Option<InputTarget>,
     /// A model to switch to (model-location changed while running).
     reload: Option<WorkerConfig>,
 }
 
-/// What the worker does next.
+impl Mailbox {
+    /// How long before the running inference's predicted end the preparer starts: twice a
+    /// conversion, for the estimates' error and the hand-over's wake-up (measured with 1.25x: the
+    /// model waited 0.15 to 0.3 ms per frame; with 2x, 0.02 ms).
+    fn convert_lead(&self) -> Duration {
+        self.convert_time.unwrap_or_default() * 2
+    }
+
+    /// When the preparer should start converting the next frame so that it is ready as the running
+    /// inference ends (`None`: now). Starting earlier would hand the model an older frame.
+    fn prepare_from(&self) -> Option<Instant> {
+        let end = self.inference_since? + self.inference_time?;
+        end.checked_sub(self.convert_lead())
+    }
+
+    /// When a new frame will next be taken from the slot.
+    fn frame_wanted_at(&self, now: Instant) -> Instant {
+        if self.prepared.is_some() || self.preparing {
+            // One frame is ready or nearly: the next is wanted once that one's inference runs.
+            let start = self
+                .inference_since
+                .zip(self.inference_time)
+                .map_or(now, |(since, time)| since + time);
+            let lead_in = self
+                .inference_time
+                .unwrap_or_default()
+                .saturating_sub(self.convert_lead());
+            (start + lead_in).max(now)
+        } else {
+            self.prepare_from().map_or(now, |at| at.max(now))
+        }
+    }
+}
+
+/// What the inference thread does next.
 enum Work {
-    Frame(Job),
-    Reload(WorkerConfig),
+    Frame(Box<Prepared>),
+    Reload(Box<WorkerConfig>),
 }
 
 #[derive(Default)]
@@ -201,7 +272,11 @@ pub struct Shared {
     mailbox: Mutex<Mailbox>,
     /// Other elements use the same model instance (kept up to date by the worker).
     session_shared: AtomicBool,
+    /// Wakes the preparer: a frame came, a prepared one was taken, an inference ended, a model
+    /// was loaded, or everything stops.
     job_posted: Condvar,
+    /// Wakes the inference thread: a frame is prepared, a reload is asked, or everything stops.
+    frame_prepared: Condvar,
     outcome: Mutex<Outcome>,
     result_published: Condvar,
     pub stats: Arc<Statistics>,
@@ -226,22 +301,19 @@ impl Shared {
         }
     }
 
-    /// Offers a frame in async mode. It goes into the slot if the worker is idle, if an older frame
-    /// waits there (it is replaced), or if the running job should end before the next frame arrives
-    /// (`frame_interval`). Otherwise the frame is not shared with the worker at all, so downstream
-    /// elements that write in place are not forced to copy it. Returns whether the frame was taken.
+    /// Offers a frame in async mode. It goes into the slot if an older frame waits there (it is
+    /// replaced) or if the preparer will want one before the next frame arrives (`frame_interval`).
+    /// Otherwise the frame is not shared with the worker at all, so downstream elements that write
+    /// in place are not forced to copy it. Returns whether the frame was taken.
     pub fn offer(&self, make_job: impl FnOnce() -> Job, frame_interval: Option<Duration>) -> bool {
         let mut mailbox = lock(&self.mailbox);
         if mailbox.shutdown {
             return false;
         }
-        let wanted_soon = match (mailbox.busy_since, mailbox.job_time, frame_interval) {
-            (None, _, _) => true,
-            (Some(since), Some(job_time), Some(interval)) => {
-                job_time.saturating_sub(since.elapsed()) <= interval + interval / 2
-            }
-            _ => true,
-        };
+        let wanted_soon = frame_interval.is_none_or(|interval| {
+            let now = Instant::now();
+            mailbox.frame_wanted_at(now) <= now + interval + interval / 2
+        });
         // On a session shared with other streams the wait in its queue cannot be predicted, and
         // a frame missing when the turn comes leaves the session idle (measured: 5 % fewer
         // inferences with eight cameras): always keep one ready.
@@ -302,10 +374,12 @@ impl Shared {
             outcome.latest = None;
         }
         self.result_published.notify_all();
-        let dropped = lock(&self.mailbox).pending.take();
-        if dropped.is_some() {
-            self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
-        }
+        let dropped = {
+            let mut mailbox = lock(&self.mailbox);
+            (mailbox.pending.take(), mailbox.prepared.take())
+        };
+        let count = u64::from(dropped.0.is_some()) + u64::from(dropped.1.is_some());
+        self.stats.frames_skipped.fetch_add(count, Ordering::Relaxed);
     }
 
     /// FLUSH_STOP: frames may flow again.
@@ -318,29 +392,92 @@ impl Shared {
         let dropped = {
             let mut mailbox = lock(&self.mailbox);
             mailbox.shutdown = true;
-            mailbox.pending.take()
+            (mailbox.pending.take(), mailbox.prepared.take())
         };
         drop(dropped);
         self.job_posted.notify_all();
+        self.frame_prepared.notify_all();
         lock(&self.outcome).stopped = true;
         self.result_published.notify_all();
     }
 
+    /// The inference thread's next work: a reload, or a prepared frame (its inference starts).
     fn next_work(&self) -> Option<Work> {
         let mut mailbox = lock(&self.mailbox);
         loop {
-            if mailbox.shutdown {
+            if mailbox.shutdown || mailbox.worker_gone {
                 return None;
             }
             if let Some(config) = mailbox.reload.take() {
-                return Some(Work::Reload(config));
+                return Some(Work::Reload(Box::new(config)));
             }
-            if let Some(job) = mailbox.pending.take() {
-                mailbox.busy_since = Some(Instant::now());
-                return Some(Work::Frame(job));
+            if let Some(prepared) = mailbox.prepared.take() {
+                mailbox.inference_since = Some(Instant::now());
+                drop(mailbox);
+                self.job_posted.notify_one();
+                return Some(Work::Frame(prepared));
+            }
+            mailbox = self
+                .frame_prepared
+                .wait(mailbox)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The preparer's next frame and what to convert it to: the waiting frame, once a model is
+    /// loaded, no prepared frame waits, and the running inference is about to end.
+    fn next_to_prepare(&self) -> Option<(Job, InputTarget)> {
+        let mut mailbox = lock(&self.mailbox);
+        loop {
+            if mailbox.shutdown || mailbox.worker_gone {
+                return None;
+            }
+            if let (true, true, Some(target)) = (
+                mailbox.pending.is_some(),
+                mailbox.prepared.is_none(),
+                mailbox.input,
+            ) {
+                let wait = mailbox
+                    .prepare_from()
+                    .and_then(|at| at.checked_duration_since(Instant::now()))
+                    .filter(|wait| !wait.is_zero());
+                match wait {
+                    Some(wait) => {
+                        mailbox = self
+                            .job_posted
+                            .wait_timeout(mailbox, wait)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                    None => {
+                        let job = mailbox.pending.take()?;
+                        mailbox.preparing = true;
+                        return Some((job, target));
+                    }
+                }
+                continue;
             }
             mailbox = self.job_posted.wait(mailbox).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    fn frame_ready(&self, prepared: Box<Prepared>) {
+        {
+            let mut mailbox = lock(&self.mailbox);
+            mailbox.preparing = false;
+            mailbox.convert_time = Some(smoothed(mailbox.convert_time, prepared.convert_time));
+            if !mailbox.shutdown {
+                mailbox.prepared = Some(prepared);
+            }
+        }
+        self.frame_prepared.notify_one();
+    }
+
+    /// The inference thread or the preparer ends; the other one follows.
+    fn worker_gone(&self) {
+        lock(&self.mailbox).worker_gone = true;
+        self.job_posted.notify_all();
+        self.frame_prepared.notify_all();
     }
 
     /// Asks the worker to load another model between frames; the current one keeps running until
@@ -348,20 +485,34 @@ impl Shared {
     pub fn request_reload(&self, config: WorkerConfig) {
         let replaced = lock(&self.mailbox).reload.replace(config);
         drop(replaced);
+        self.frame_prepared.notify_one();
+    }
+
+    /// A new model: the preparer converts for its input from now on, and its first timing
+    /// replaces what was learnt about the previous one.
+    fn model_loaded(&self, input: InputTarget, inference_time: Option<Duration>) {
+        {
+            let mut mailbox = lock(&self.mailbox);
+            mailbox.input = Some(input);
+            mailbox.inference_time = inference_time;
+        }
         self.job_posted.notify_one();
+        if let Some(time) = inference_time {
+            let nanos = time.as_nanos().min(u64::MAX as u128) as u64;
+            self.stats.inference_latency_ns.store(nanos, Ordering::Relaxed);
+        }
     }
 
-    /// A new model's first timing replaces what was learnt about the previous one.
-    fn seed_estimate(&self, job_time: Duration) {
-        lock(&self.mailbox).job_time = Some(job_time);
-        let nanos = job_time.as_nanos().min(u64::MAX as u128) as u64;
-        self.stats.inference_latency_ns.store(nanos, Ordering::Relaxed);
-    }
-
-    fn job_done(&self, elapsed: Duration) {
-        let mut mailbox = lock(&self.mailbox);
-        mailbox.busy_since = None;
-        mailbox.job_time = Some(smoothed(mailbox.job_time, elapsed));
+    /// The inference ended; `model_time` is what the model took when it ran.
+    fn job_done(&self, model_time: Option<Duration>) {
+        {
+            let mut mailbox = lock(&self.mailbox);
+            mailbox.inference_since = None;
+            if let Some(time) = model_time {
+                mailbox.inference_time = Some(smoothed(mailbox.inference_time, time));
+            }
+        }
+        self.job_posted.notify_one();
     }
 
     /// Publishes a result unless a flush happened since its frame was taken; always records that
@@ -392,7 +543,10 @@ impl Shared {
     fn fail(&self) {
         lock(&self.outcome).failed = true;
         self.result_published.notify_all();
-        let dropped = lock(&self.mailbox).pending.take();
+        let dropped = {
+            let mut mailbox = lock(&self.mailbox);
+            (mailbox.pending.take(), mailbox.prepared.take())
+        };
         drop(dropped);
     }
 }
@@ -410,18 +564,7 @@ pub fn spawn(
         .spawn(move || {
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(&weak, &shared, config, post_latency)));
             if let Err(payload) = outcome {
-                let reason = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                if let Some(element) = weak.upgrade() {
-                    gst::element_error!(
-                        element,
-                        gst::LibraryError::Failed,
-                        ("The inference thread crashed: {}", reason)
-                    );
-                }
+                report_crash(&weak, "inference", payload.as_ref());
                 shared.fail();
             }
         })
@@ -449,7 +592,106 @@ fn lower_priority(nice: i32) -> Result<i32, std::io::Error> {
     }
 }
 
+/// The inference thread's body: starts the preparer beside it and runs the model until shutdown.
 fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: WorkerConfig, post_latency: bool) {
+    /// Stops the preparer however the inference loop ends, unwinding included.
+    struct StopPreparer<'a>(&'a Shared);
+    impl Drop for StopPreparer<'_> {
+        fn drop(&mut self) {
+            self.0.worker_gone();
+        }
+    }
+
+    let nice = config.nice;
+    std::thread::scope(|scope| {
+        let preparer = std::thread::Builder::new()
+            .name("asyncdetect-prep".into())
+            .spawn_scoped(scope, || {
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| prepare(shared, nice)));
+                if let Err(payload) = outcome {
+                    report_crash(weak, "frame preparer", payload.as_ref());
+                    shared.fail();
+                }
+                shared.worker_gone();
+            });
+        if let Err(e) = preparer {
+            if let Some(element) = weak.upgrade() {
+                gst::element_error!(
+                    element,
+                    gst::CoreError::Thread,
+                    ("Could not start the frame preparer thread: {}", e)
+                );
+            }
+            shared.fail();
+            return;
+        }
+        let _stop_preparer = StopPreparer(shared);
+        infer(weak, shared, config, post_latency);
+    });
+}
+
+/// The preparer's loop: converts the newest frame to the model's input just before the inference
+/// thread will want it, at the inference threads' niceness.
+fn prepare(shared: &Shared, nice: i32) {
+    // Failure is reported by the inference thread, which tries the same.
+    let _ = lower_priority(nice);
+    let mut converter: Option<(InputTarget, FrameConverter)> = None;
+    while let Some((mut job, target)) = shared.next_to_prepare() {
+        let started = Instant::now();
+        if converter.as_ref().is_none_or(|(made_for, _)| *made_for != target) {
+            converter = Some((
+                target,
+                FrameConverter::new(target.channel_order, target.width, target.height),
+            ));
+        }
+        let placement = Placement::new(
+            job.info.width(),
+            job.info.height(),
+            job.region.as_ref().map(|r| &r.bounds),
+            target.width,
+            target.height,
+            job.fit.unwrap_or(target.preferred_fit),
+        );
+        let converted = match (job.buffer.take(), converter.as_mut()) {
+            (Some(buffer), Some((_, converter))) => converter.convert(buffer, &job.info, &placement),
+            _ => Err("the frame was already converted".into()),
+        };
+        shared.frame_ready(Box::new(Prepared {
+            job,
+            placement,
+            converted,
+            input_version: target.version,
+            convert_time: started.elapsed(),
+        }));
+    }
+}
+
+/// Posts an element error for a panic on one of the worker's threads.
+fn report_crash(
+    weak: &glib::WeakRef<super::AsyncDetect>,
+    thread: &str,
+    payload: &(dyn std::any::Any + Send),
+) {
+    let reason = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    if let Some(element) = weak.upgrade() {
+        gst::element_error!(
+            element,
+            gst::LibraryError::Failed,
+            ("The {} thread crashed: {}", thread, reason)
+        );
+    }
+}
+
+fn infer(
+    weak: &glib::WeakRef<super::AsyncDetect>,
+    shared: &Shared,
+    config: WorkerConfig,
+    post_latency: bool,
+) {
     let load_start = Instant::now();
     let niceness = lower_priority(config.nice);
     if let Some(element) = weak.upgrade() {
@@ -476,7 +718,16 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             return;
         }
     };
-    let mut converter = model_ready(weak, shared, &mut model, &source, load_start, post_latency);
+    let mut input_version = 1;
+    model_ready(
+        weak,
+        shared,
+        &mut model,
+        &source,
+        load_start,
+        post_latency,
+        input_version,
+    );
     let mut warned_bad_frame = false;
     let mut warned_unnamed = false;
     let mut tracker = Tracker::default();
@@ -487,17 +738,26 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
     let mut gate_context: Option<(Placement, u64)> = None;
 
     while let Some(work) = shared.next_work() {
-        let job = match work {
-            Work::Frame(job) => job,
+        let prepared = match work {
+            Work::Frame(prepared) => prepared,
             Work::Reload(config) => {
+                let config = *config;
                 let load_start = Instant::now();
                 match Model::load(&config.source, config.labels, &config.options) {
                     Ok(new_model) => {
                         model = new_model;
                         labels_origin = config.labels_origin.clone();
                         warned_unnamed = false;
-                        converter =
-                            model_ready(weak, shared, &mut model, &config.source, load_start, post_latency);
+                        input_version += 1;
+                        model_ready(
+                            weak,
+                            shared,
+                            &mut model,
+                            &config.source,
+                            load_start,
+                            post_latency,
+                            input_version,
+                        );
                         motion_gate.reset();
                     }
                     Err(e) => {
@@ -529,28 +789,30 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
                 )
             );
         }
+        let Prepared {
+            job,
+            placement,
+            converted,
+            input_version: prepared_for,
+            convert_time: preprocess_time,
+        } = *prepared;
         let (seq, generation, frame_pts, filter, post_messages, tracking, track_lost_time) = (
             job.seq,
             job.generation,
-            job.buffer.pts(),
+            job.pts,
             job.filter.clone(),
             job.post_messages,
             job.tracking,
             job.track_lost_time,
         );
-        let input = model.input();
-        let placement = Placement::new(
-            job.info.width(),
-            job.info.height(),
-            job.region.as_ref().map(|r| &r.bounds),
-            input.width as u32,
-            input.height as u32,
-            job.fit.unwrap_or_else(|| model.decoder().preferred_fit()),
-        );
-        let (input_width, input_height) = (input.width, input.height);
+        if prepared_for != input_version {
+            // Converted for the model used before a reload.
+            shared.job_done(None);
+            shared.finish_without_result(seq);
+            continue;
+        }
+        let (input_width, input_height) = (model.input().width, model.input().height);
         let region = job.region.clone();
-        let converted = converter.convert(job.buffer, &job.info, &placement);
-        let preprocess_time = started.elapsed();
         let (motion_threshold, nms_iou) = (job.motion_threshold, job.nms_iou);
         if let (Some(threshold), Ok((frame, stride))) = (motion_threshold, &converted) {
             if gate_context != Some((placement, generation)) {
@@ -565,7 +827,7 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             if let Some(latest) = latest {
                 // Nothing moved: the last result holds for this frame too, standing still.
                 shared.stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
-                shared.job_done(started.elapsed());
+                shared.job_done(None);
                 let tracks = latest
                     .tracks
                     .iter()
@@ -645,8 +907,9 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
                 None
             }
         };
-        let elapsed = started.elapsed();
-        shared.job_done(elapsed);
+        let model_time = started.elapsed();
+        shared.job_done(Some(model_time));
+        let elapsed = preprocess_time + model_time;
         let Some(detections) = detections else {
             // Keep showing the previous result; only let a sync-mode wait end.
             shared.finish_without_result(seq);
@@ -698,8 +961,8 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
 }
 
 /// Logs a freshly loaded model, seeds the latency estimate with one timed run on a blank frame
-/// (sync mode reports it in the LATENCY query; async mode uses it to time hand-overs) and returns
-/// the converter for its input.
+/// (sync mode reports it in the LATENCY query; async mode uses it to time hand-overs) and tells
+/// the preparer what to convert frames to.
 fn model_ready(
     weak: &glib::WeakRef<super::AsyncDetect>,
     shared: &Shared,
@@ -707,13 +970,25 @@ fn model_ready(
     source: &ModelSource,
     load_start: Instant,
     post_latency: bool,
-) -> FrameConverter {
+    input_version: u64,
+) {
     *lock(&shared.stats.session) = model.session_users();
     let input = model.input().clone();
     let blank = vec![0u8; input.tensor_len()];
-    if let Ok((_, took)) = model.detect_timed(&blank, input.width * 3) {
-        shared.seed_estimate(took);
-    }
+    let took = model
+        .detect_timed(&blank, input.width * 3)
+        .ok()
+        .map(|(_, took)| took);
+    shared.model_loaded(
+        InputTarget {
+            channel_order: input.channel_order,
+            width: input.width as u32,
+            height: input.height as u32,
+            preferred_fit: model.decoder().preferred_fit(),
+            version: input_version,
+        },
+        took,
+    );
     if let Some(element) = weak.upgrade() {
         gst::info!(
             CAT,
@@ -734,7 +1009,6 @@ fn model_ready(
             let _ = element.post_message(gst::message::Latency::builder().src(&element).build());
         }
     }
-    FrameConverter::new(input.channel_order, input.width as u32, input.height as u32)
 }
 
 /// The `detection` structure used both in ROI metas and bus messages (DL Streamer's layout).
@@ -770,4 +1044,61 @@ fn result_message(
     }
     let message = gst::message::Element::builder(structure).src(element).build();
     (element.clone(), message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn busy_mailbox(started: Instant) -> Mailbox {
+        Mailbox {
+            inference_since: Some(started),
+            inference_time: Some(10 * MS),
+            convert_time: Some(MS),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn conversion_starts_so_the_frame_is_ready_as_the_inference_ends() {
+        let started = Instant::now();
+        let mut mailbox = busy_mailbox(started);
+        // Predicted end 10 ms after the start, less twice the 1 ms conversion.
+        assert_eq!(mailbox.prepare_from(), Some(started + 8 * MS));
+        assert_eq!(mailbox.frame_wanted_at(started), started + 8 * MS);
+        // Past that moment the frame is wanted now.
+        assert_eq!(mailbox.frame_wanted_at(started + 9 * MS), started + 9 * MS);
+        // Nothing learnt about conversion yet: start at the predicted end.
+        mailbox.convert_time = None;
+        assert_eq!(mailbox.prepare_from(), Some(started + 10 * MS));
+    }
+
+    #[test]
+    fn an_idle_model_wants_a_frame_now() {
+        let now = Instant::now();
+        let mut mailbox = busy_mailbox(now);
+        mailbox.inference_since = None;
+        assert_eq!(mailbox.prepare_from(), None);
+        assert_eq!(mailbox.frame_wanted_at(now), now);
+        // A model not timed yet: no prediction either.
+        let mailbox = Mailbox {
+            inference_since: Some(now),
+            ..Default::default()
+        };
+        assert_eq!(mailbox.frame_wanted_at(now), now);
+    }
+
+    #[test]
+    fn with_a_frame_being_prepared_the_next_is_wanted_one_inference_later() {
+        let started = Instant::now();
+        let mut mailbox = busy_mailbox(started);
+        mailbox.preparing = true;
+        // The prepared frame runs from 10 ms; the one after it is converted from 18 ms.
+        assert_eq!(mailbox.frame_wanted_at(started), started + 18 * MS);
+        // Idle model but a frame waiting to be taken: one inference from now, less the lead.
+        mailbox.inference_since = None;
+        assert_eq!(mailbox.frame_wanted_at(started), started + 8 * MS);
+    }
 }
