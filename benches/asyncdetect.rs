@@ -177,6 +177,13 @@ fn element_rate(source: &str, seconds: f64) -> (f64, f64) {
 
 /// The physical limit: the same model and session settings in a bare loop on one tensor.
 fn plain_loop_rate(seconds: f64, spinning: bool) -> f64 {
+    let start = Instant::now();
+    let count = plain_loop(spinning, || start.elapsed().as_secs_f64() >= seconds);
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs the built-in model on one tensor until `done`; returns the runs after the first.
+fn plain_loop(spinning: bool, mut done: impl FnMut() -> bool) -> u64 {
     let environment = gstasyncdetect::engine::environment(None).expect("ONNX Runtime");
     let mut session = ort::session::Session::builder(&environment)
         .and_then(|b| Ok(b.with_intra_threads(0)?))
@@ -193,13 +200,34 @@ fn plain_loop_rate(seconds: f64, spinning: bool) -> f64 {
         std::hint::black_box(outputs[2].try_extract_array::<f32>().unwrap().sum());
     };
     run();
-    let start = Instant::now();
     let mut count = 0;
-    while start.elapsed().as_secs_f64() < seconds {
+    while !done() {
         run();
         count += 1;
     }
-    count as f64 / start.elapsed().as_secs_f64()
+    count
+}
+
+/// Runs `measure` while the plain loop runs beside it on a thread with the priority the element
+/// gives its inference threads (nice 19, SCHED_BATCH): what running the model at all costs the
+/// video, through the CPU, caches and memory bandwidth it shares, without the element.
+fn beside_the_model<T>(measure: impl FnOnce() -> T) -> T {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let model = std::thread::spawn(move || {
+        // SAFETY: plain system calls on this thread's own id with a local parameter.
+        unsafe {
+            let tid = libc::gettid();
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param);
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
+        plain_loop(false, || stopped.load(std::sync::atomic::Ordering::Relaxed))
+    });
+    let result = measure();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = model.join();
+    result
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -494,25 +522,33 @@ fn table_throughput(config: &Config) {
         "\n## 6. Pass-through throughput, `videotestsrc ! X ! fakesink sync=false`, steady state \
          ({seconds} s after {warmup} s of start-up, median of {rounds} alternating rounds, frames/s)\n"
     );
-    println!("| input | without | identity | asyncdetect | asyncdetect / without |");
-    println!("|---|---|---|---|---|");
+    println!("The last column runs `identity` while the plain ONNX Runtime loop of table 2 runs beside");
+    println!("it at the element's inference priority: what running the model at all costs the video.\n");
+    println!(
+        "| input | without | identity | asyncdetect | asyncdetect / without | identity beside the model / without |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (format, width, height) in [("I420", 640, 480), ("I420", 1920, 1080), ("RGBx", 1920, 1080)] {
-        let (mut without, mut identity, mut ours, mut ratios) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut without, mut identity, mut ours, mut ratios, mut beside) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let plain = throughput("", format, width, height, warmup, seconds);
             identity.push(throughput("identity", format, width, height, warmup, seconds));
             let detected = throughput("asyncdetect", format, width, height, warmup, seconds);
+            let next_to_model =
+                beside_the_model(|| throughput("identity", format, width, height, warmup, seconds));
             ratios.push(detected / plain);
+            beside.push(next_to_model / plain);
             without.push(plain);
             ours.push(detected);
         }
         let ratio = median(&mut ratios);
         println!(
-            "| {width}x{height} {format} | {:.0} | {:.0} | {:.0} | {ratio:.2} |",
+            "| {width}x{height} {format} | {:.0} | {:.0} | {:.0} | {ratio:.2} | {:.2} |",
             median(&mut without),
             median(&mut identity),
-            median(&mut ours)
+            median(&mut ours),
+            median(&mut beside)
         );
         goal(
             format!("throughput {width}x{height} {format} >= 0.95 of without ({ratio:.2})"),

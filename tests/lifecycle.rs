@@ -20,9 +20,10 @@ fn inference_threads() -> usize {
         .count()
 }
 
-/// Niceness (field 19 of /proc/<tid>/stat) of the preparer and of every thread named after the
-/// inference thread, which includes the ONNX Runtime pool threads it creates (they inherit the name).
-fn inference_thread_nice_values() -> Vec<i64> {
+/// Niceness and scheduling policy (fields 19 and 41 of /proc/<tid>/stat) of the preparer and of
+/// every thread named after the inference thread, which includes the ONNX Runtime pool threads it
+/// creates (they inherit the name).
+fn inference_thread_priorities() -> Vec<(i64, i64)> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
@@ -32,8 +33,8 @@ fn inference_thread_nice_values() -> Vec<i64> {
                 .any(|name| stat.contains(&format!("({name})")))
         })
         .filter_map(|stat| {
-            let after_name = &stat[stat.rfind(')')? + 2..];
-            after_name.split_whitespace().nth(16)?.parse().ok()
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+            Some((fields.get(16)?.parse().ok()?, fields.get(38)?.parse().ok()?))
         })
         .collect()
 }
@@ -70,11 +71,14 @@ fn start_stop_cycles_and_stopping_mid_inference() {
     }
     assert!(detect.property::<u64>("frames-inferred") > 0);
     // The inference thread, its preparer and the ONNX Runtime threads it started yield to the
-    // video (default `inference-nice`: 19).
-    let nice_values = inference_thread_nice_values();
+    // video (default `inference-nice`: 19) and never preempt it on wake-up (SCHED_BATCH).
+    let priorities = inference_thread_priorities();
     assert!(
-        nice_values.len() >= 2 && nice_values.iter().all(|&n| n == 19),
-        "{nice_values:?}"
+        priorities.len() >= 2
+            && priorities
+                .iter()
+                .all(|&p| p == (19, i64::from(libc::SCHED_BATCH))),
+        "(nice, policy): {priorities:?}"
     );
     cycles.set_state(gst::State::Null).unwrap();
 
