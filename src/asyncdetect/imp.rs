@@ -569,7 +569,9 @@ impl ObjectImpl for AsyncDetect {
                     .blurb(
                         "Scheduling niceness of the inference threads in async mode (0 to 19; never \
                          below the process's own). Higher lets the video preempt the model at once when \
-                         both want the CPU. Sync mode keeps normal priority: the video waits anyway.",
+                         both want the CPU; above 0 the threads also run under SCHED_BATCH, so waking \
+                         them never preempts the video. Sync mode keeps normal priority: the video \
+                         waits anyway.",
                     )
                     .minimum(0)
                     .maximum(19)
