@@ -325,9 +325,12 @@ impl Shared {
         }
         let replaced = mailbox.pending.replace(make_job());
         drop(mailbox);
-        self.job_posted.notify_one();
         if replaced.is_some() {
+            // The preparer already knows a frame waits and takes the newest when its moment
+            // comes; waking it for each newer one would only cost the streaming thread a system call.
             self.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.job_posted.notify_one();
         }
         // A replaced job's buffer is released here, after the lock.
         drop(replaced);
