@@ -209,19 +209,13 @@ fn plain_loop(spinning: bool, mut done: impl FnMut() -> bool) -> u64 {
 }
 
 /// Runs `measure` while the plain loop runs beside it on a thread with the priority the element
-/// gives its inference threads (nice 19, SCHED_BATCH): what running the model at all costs the
+/// gives its inference threads by default (nice 19, SCHED_BATCH): what running the model at all costs the
 /// video, through the CPU, caches and memory bandwidth it shares, without the element.
 fn beside_the_model<T>(measure: impl FnOnce() -> T) -> T {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
     let model = std::thread::spawn(move || {
-        // SAFETY: plain system calls on this thread's own id with a local parameter.
-        unsafe {
-            let tid = libc::gettid();
-            let param = libc::sched_param { sched_priority: 0 };
-            libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param);
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-        }
+        gstasyncdetect::priority::lower_priority(19).expect("lower priority");
         plain_loop(false, || stopped.load(std::sync::atomic::Ordering::Relaxed))
     });
     let result = measure();

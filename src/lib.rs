@@ -24,6 +24,7 @@ pub mod labels;
 pub mod motion;
 mod pads;
 pub mod preprocess;
+pub mod priority;
 pub mod track;
 
 pub use asyncdetect::{

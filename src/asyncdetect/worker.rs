@@ -25,6 +25,7 @@ use crate::geometry::{Fit, Placement, Region};
 use crate::labels::Labels;
 use crate::lock;
 use crate::motion::{MotionGate, Thumbnail};
+use crate::priority::lower_priority;
 use crate::track::{Tracker, Velocity};
 
 /// A frame handed to the worker. `buffer` shares the frame's memory until the worker has converted
@@ -567,44 +568,9 @@ pub fn spawn(
         .spawn(move || {
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(&weak, &shared, config, post_latency)));
             if let Err(payload) = outcome {
-                report_crash(&weak, "inference", payload.as_ref());
-                shared.fail();
+                report_crash(&weak, &shared, "inference", payload.as_ref());
             }
         })
-}
-
-/// Makes this thread, and the ONNX Runtime threads it creates afterwards (they inherit it), yield
-/// the CPU to the video: without this, waking the worker for a frame let it and its pool preempt
-/// the streaming thread on a 2-core machine for a whole inference (measured: 5 ms p99 per buffer
-/// at 1080p30). Niceness alone only sets the share of the CPU: Linux's EEVDF scheduler still lets
-/// a niced thread that slept a while preempt the video when woken (measured: the preparer, woken
-/// by the streaming thread, held it 0.5 ms per frame, the length of a conversion), so a positive
-/// niceness also selects `SCHED_BATCH`, whose threads never preempt on wake-up. Never raises
-/// priority; a failure only costs smoothness.
-fn lower_priority(nice: i32) -> Result<i32, std::io::Error> {
-    // SAFETY: plain system calls on this thread's own id; the only memory passed is a local
-    // `sched_param` read during the call.
-    unsafe {
-        let tid = libc::gettid();
-        *libc::__errno_location() = 0;
-        let current = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
-        let error = std::io::Error::last_os_error();
-        if current == -1 && error.raw_os_error() != Some(0) {
-            return Err(error);
-        }
-        let target = current.max(nice);
-        if target > 0 && libc::sched_getscheduler(tid) == libc::SCHED_OTHER {
-            let param = libc::sched_param { sched_priority: 0 };
-            if libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        // Setting the policy resets nothing else, but set the niceness after it all the same.
-        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, target) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(target)
-    }
 }
 
 /// The inference thread's body: starts the preparer beside it and runs the model until shutdown.
@@ -624,20 +590,17 @@ fn run(weak: &glib::WeakRef<super::AsyncDetect>, shared: &Shared, config: Worker
             .spawn_scoped(scope, || {
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| prepare(shared, nice)));
                 if let Err(payload) = outcome {
-                    report_crash(weak, "frame preparer", payload.as_ref());
-                    shared.fail();
+                    report_crash(weak, shared, "frame preparer", payload.as_ref());
                 }
                 shared.worker_gone();
             });
         if let Err(e) = preparer {
-            if let Some(element) = weak.upgrade() {
-                gst::element_error!(
-                    element,
-                    gst::CoreError::Thread,
-                    ("Could not start the frame preparer thread: {}", e)
-                );
-            }
-            shared.fail();
+            fail_with(
+                weak,
+                shared,
+                gst::CoreError::Thread,
+                format!("Could not start the frame preparer thread: {e}"),
+            );
             return;
         }
         let _stop_preparer = StopPreparer(shared);
@@ -653,12 +616,13 @@ fn prepare(shared: &Shared, nice: i32) {
     let mut converter: Option<(InputTarget, FrameConverter)> = None;
     while let Some((mut job, target)) = shared.next_to_prepare() {
         let started = Instant::now();
-        if converter.as_ref().is_none_or(|(made_for, _)| *made_for != target) {
-            converter = Some((
-                target,
-                FrameConverter::new(target.channel_order, target.width, target.height),
-            ));
-        }
+        let frame_converter = match &mut converter {
+            Some((made_for, frame_converter)) if *made_for == target => frame_converter,
+            slot => {
+                let made = FrameConverter::new(target.channel_order, target.width, target.height);
+                &mut slot.insert((target, made)).1
+            }
+        };
         let placement = Placement::new(
             job.info.width(),
             job.info.height(),
@@ -667,9 +631,9 @@ fn prepare(shared: &Shared, nice: i32) {
             target.height,
             job.fit.unwrap_or(target.preferred_fit),
         );
-        let converted = match (job.buffer.take(), converter.as_mut()) {
-            (Some(buffer), Some((_, converter))) => converter.convert(buffer, &job.info, &placement),
-            _ => Err("the frame was already converted".into()),
+        let converted = match job.buffer.take() {
+            Some(buffer) => frame_converter.convert(buffer, &job.info, &placement),
+            None => Err("the frame was already converted".into()),
         };
         shared.frame_ready(Box::new(Prepared {
             job,
@@ -681,9 +645,25 @@ fn prepare(shared: &Shared, nice: i32) {
     }
 }
 
-/// Posts an element error for a panic on one of the worker's threads.
+/// Posts an element error, then marks the worker failed. In that order: the streaming thread
+/// returns an error flow once it sees the failure, and the application should read this message,
+/// not a generic one.
+fn fail_with<T: gst::MessageErrorDomain>(
+    weak: &glib::WeakRef<super::AsyncDetect>,
+    shared: &Shared,
+    kind: T,
+    message: String,
+) {
+    if let Some(element) = weak.upgrade() {
+        gst::element_error!(element, kind, ("{}", message));
+    }
+    shared.fail();
+}
+
+/// Fails the worker for a panic on one of its threads.
 fn report_crash(
     weak: &glib::WeakRef<super::AsyncDetect>,
+    shared: &Shared,
     thread: &str,
     payload: &(dyn std::any::Any + Send),
 ) {
@@ -692,13 +672,12 @@ fn report_crash(
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
-    if let Some(element) = weak.upgrade() {
-        gst::element_error!(
-            element,
-            gst::LibraryError::Failed,
-            ("The {} thread crashed: {}", thread, reason)
-        );
-    }
+    fail_with(
+        weak,
+        shared,
+        gst::LibraryError::Failed,
+        format!("The {thread} thread crashed: {reason}"),
+    );
 }
 
 fn infer(
@@ -720,16 +699,11 @@ fn infer(
     let mut model = match Model::load(&config.source, config.labels, &config.options) {
         Ok(model) => model,
         Err(e) => {
-            // Post before failing: the streaming thread returns an error flow once it sees the
-            // failure, and the application should read this message, not a generic one.
-            if let Some(element) = weak.upgrade() {
-                let kind = match &e {
-                    crate::engine::EngineError::Runtime(_) => gst::LibraryError::Init,
-                    _ => gst::LibraryError::Settings,
-                };
-                gst::element_error!(element, kind, ("{}", e));
-            }
-            shared.fail();
+            let kind = match &e {
+                crate::engine::EngineError::Runtime(_) => gst::LibraryError::Init,
+                _ => gst::LibraryError::Settings,
+            };
+            fail_with(weak, shared, kind, e.to_string());
             return;
         }
     };
@@ -897,14 +871,12 @@ fn infer(
                         Some(filter.apply(detections))
                     }
                     Err(e) => {
-                        if let Some(element) = weak.upgrade() {
-                            gst::element_error!(
-                                element,
-                                gst::StreamError::Failed,
-                                ("Inference failed: {}", e)
-                            );
-                        }
-                        shared.fail();
+                        fail_with(
+                            weak,
+                            shared,
+                            gst::StreamError::Failed,
+                            format!("Inference failed: {e}"),
+                        );
                         return;
                     }
                 }
