@@ -182,8 +182,16 @@ fn tiny_and_empty_frames_pass() {
     }
 }
 
-fn runs_to_eos(description: &str, seconds: u64) -> Result<(), String> {
+/// Plays `description` until EOS or an error; on EOS, how many frames reached the first
+/// asyncdetect in it.
+fn runs_to_eos(description: &str, seconds: u64) -> Result<u64, String> {
     let pipeline = gst::parse::launch(description).unwrap();
+    let detector = pipeline.downcast_ref::<gst::Bin>().and_then(|bin| {
+        bin.iterate_recurse()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "asyncdetect"))
+    });
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let Some(message) = bus.timed_pop_filtered(
@@ -191,12 +199,6 @@ fn runs_to_eos(description: &str, seconds: u64) -> Result<(), String> {
         &[gst::MessageType::Eos, gst::MessageType::Error],
     ) else {
         // Say where it stood, and stop it cleanly so the other tests still report.
-        let detector = pipeline.downcast_ref::<gst::Bin>().and_then(|bin| {
-            bin.iterate_recurse()
-                .into_iter()
-                .flatten()
-                .find(|e| e.name().starts_with("asyncdetect"))
-        });
         let counters = detector.map(|d| {
             format!(
                 "asyncdetect frames-in {}, frames-inferred {}, frames-skipped {}",
@@ -212,7 +214,7 @@ fn runs_to_eos(description: &str, seconds: u64) -> Result<(), String> {
     };
     pipeline.set_state(gst::State::Null).unwrap();
     match message.view() {
-        gst::MessageView::Eos(_) => Ok(()),
+        gst::MessageView::Eos(_) => Ok(detector.map_or(0, |d| d.property::<u64>("frames-in"))),
         gst::MessageView::Error(e) => Err(format!(
             "{}: {}",
             message.src().map(|s| s.path_string()).unwrap_or_default(),
@@ -227,7 +229,7 @@ fn runs_to_eos(description: &str, seconds: u64) -> Result<(), String> {
 fn garbage_pixels_are_survived() {
     init();
     for mode_name in ["async", "sync"] {
-        runs_to_eos(
+        let frames_in = runs_to_eos(
             &format!(
                 "videotestsrc num-buffers=60 pattern=snow ! video/x-raw,format=I420,width=320,height=240 ! \
                  breakmydata probability=0.5 seed=7 ! asyncdetect mode={mode_name} ! fakesink"
@@ -235,20 +237,47 @@ fn garbage_pixels_are_survived() {
             60,
         )
         .unwrap_or_else(|e| panic!("{mode_name}: {e}"));
+        assert_eq!(frames_in, 60, "{mode_name}: every frame reaches the detector");
     }
 }
 
-/// A corrupt compressed file in front of the decoder: whatever the demuxer or decoder make of it,
-/// asyncdetect itself neither fails nor hangs the pipeline.
+/// Where the `mdat` box (the coded frames) of an MP4 file lies: (start of its payload, end).
+fn media_data_range(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().ok()?) as usize;
+        let (header, size) = match size {
+            1 => (
+                16,
+                u64::from_be_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?) as usize,
+            ),
+            0 => (8, bytes.len() - at),
+            _ => (8, size),
+        };
+        if &bytes[at + 4..at + 8] == b"mdat" {
+            return Some((at + header, (at + size).min(bytes.len())));
+        }
+        at = at.checked_add(size).filter(|_| size >= 8)?;
+    }
+    None
+}
+
+/// Corrupt coded frames in front of the decoder: whatever the decoder makes of them, asyncdetect
+/// itself neither fails nor hangs the pipeline. Only the frames are damaged, not the file's index
+/// (`moov`): a damaged index makes qtdemux fail before any frame exists, which tests nothing of
+/// ours, and decodebin 1.26 then sometimes drops qtdemux's error (it filters errors from an element
+/// it is still bringing to PAUSED), leaving `filesrc ! decodebin ! fakesink` alone waiting forever
+/// (8 of 300 runs on a loaded machine).
 #[test]
-fn a_corrupt_file_in_front_of_the_decoder() {
+fn corrupt_frames_in_front_of_the_decoder() {
     init();
     let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
     let mut bytes =
         std::fs::read(&clip).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", clip.display()));
+    let (start, end) = media_data_range(&bytes).expect("bikes.mp4 has an mdat box");
     let mut state = 0x2545_f491u32;
-    let len = bytes.len();
-    for byte in &mut bytes[len / 10..] {
+    // The first tenth stays intact so the decoder starts on a clean key frame.
+    for byte in &mut bytes[start + (end - start) / 10..end] {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
@@ -266,12 +295,17 @@ fn a_corrupt_file_in_front_of_the_decoder() {
         60,
     );
     let _ = std::fs::remove_file(&corrupt);
-    if let Err(error) = outcome {
-        assert!(
-            !error.contains("asyncdetect") && !error.starts_with("timed out"),
-            "the detector failed on a corrupt file: {error}"
-        );
-    }
+    let frames_in = match outcome {
+        Ok(frames_in) => frames_in,
+        Err(error) => {
+            assert!(
+                !error.contains("asyncdetect") && !error.starts_with("timed out"),
+                "the detector failed on corrupt frames: {error}"
+            );
+            return;
+        }
+    };
+    assert!(frames_in > 0, "no decoded frame reached the detector");
 }
 
 /// Resolution and format change mid-stream through a capsfilter whose caps change while playing:
