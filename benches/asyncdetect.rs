@@ -231,13 +231,16 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn table_inference_rate(config: &Config) {
     // Rounds alternate the measurements, so a change in the machine's speed during the run (it is
-    // shared) falls on all of them; the table shows the median of each and of the ratios.
-    let (seconds, rounds) = if config.full { (5.0, 3) } else { (0.5, 1) };
+    // shared) falls on all of them: each round's element runs sit between two runs of the plain
+    // loop and are compared with their mean, which cancels a steady drift. The table shows the
+    // median of each and of the ratios.
+    let (seconds, rounds) = if config.full { (4.0, 5) } else { (0.5, 1) };
     let (mut plain, mut frozen, mut drawn, mut frozen_ratio, mut drawn_ratio) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut video_fps, mut frozen_fps) = (0.0, 0.0);
+    let mut loop_before = plain_loop_rate(seconds, false);
+    plain.push(loop_before);
     for _ in 0..rounds {
-        let loop_rate = plain_loop_rate(seconds, false);
         let (element_frozen, fps) = element_rate(
             "videotestsrc num-buffers=1 ! video/x-raw,width=640,height=480 ! imagefreeze",
             seconds,
@@ -245,17 +248,20 @@ fn table_inference_rate(config: &Config) {
         frozen_fps = fps;
         let (element, fps) = element_rate("videotestsrc pattern=ball", seconds);
         video_fps = fps;
+        let loop_after = plain_loop_rate(seconds, false);
+        let loop_rate = (loop_before + loop_after) / 2.0;
         frozen_ratio.push(element_frozen / loop_rate);
         drawn_ratio.push(element / loop_rate);
-        plain.push(loop_rate);
+        plain.push(loop_after);
         frozen.push(element_frozen);
         drawn.push(element);
+        loop_before = loop_after;
     }
     let plain_spinning = plain_loop_rate(seconds, true);
     let plain = median(&mut plain);
     println!(
         "\n## 2. Inference rate, 640x480 I420 source at 240 fps, more than the model can take \
-         ({seconds} s each, median of {rounds} alternating rounds)\n"
+         ({seconds} s each, median of {rounds} rounds, each between two runs of the plain loop)\n"
     );
     println!("| measurement | inferences/s | ratio to plain loop |");
     println!("|---|---|---|");
@@ -511,10 +517,11 @@ fn throughput(element: &str, format: &str, width: u32, height: u32, warmup: f64,
 }
 
 fn table_throughput(config: &Config) {
-    let (warmup, seconds, rounds) = if config.full { (1.0, 3.0, 3) } else { (0.1, 0.2, 1) };
+    let (warmup, seconds, rounds) = if config.full { (1.0, 3.0, 5) } else { (0.1, 0.2, 1) };
     println!(
         "\n## 6. Pass-through throughput, `videotestsrc ! X ! fakesink sync=false`, steady state \
-         ({seconds} s after {warmup} s of start-up, median of {rounds} alternating rounds, frames/s)\n"
+         ({seconds} s after {warmup} s of start-up; median of {rounds} rounds, each compared with \
+         the mean of the runs without the element before and after it; frames/s)\n"
     );
     println!("The last column runs `identity` while the plain ONNX Runtime loop of table 2 runs beside");
     println!("it at the element's inference priority: what running the model at all costs the video.\n");
@@ -525,16 +532,20 @@ fn table_throughput(config: &Config) {
     for (format, width, height) in [("I420", 640, 480), ("I420", 1920, 1080), ("RGBx", 1920, 1080)] {
         let (mut without, mut identity, mut ours, mut ratios, mut beside) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut plain_before = throughput("", format, width, height, warmup, seconds);
+        without.push(plain_before);
         for _ in 0..rounds {
-            let plain = throughput("", format, width, height, warmup, seconds);
             identity.push(throughput("identity", format, width, height, warmup, seconds));
             let detected = throughput("asyncdetect", format, width, height, warmup, seconds);
             let next_to_model =
                 beside_the_model(|| throughput("identity", format, width, height, warmup, seconds));
+            let plain_after = throughput("", format, width, height, warmup, seconds);
+            let plain = (plain_before + plain_after) / 2.0;
             ratios.push(detected / plain);
             beside.push(next_to_model / plain);
-            without.push(plain);
+            without.push(plain_after);
             ours.push(detected);
+            plain_before = plain_after;
         }
         let ratio = median(&mut ratios);
         println!(

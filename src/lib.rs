@@ -10,6 +10,7 @@
 use gst::glib;
 
 mod asyncdetect;
+pub mod colour;
 pub mod convert;
 pub mod decode;
 mod detectblur;
