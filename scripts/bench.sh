@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh, scripts/bench-env.sh) and runs the full benchmark: about 25 minutes on
+# Sets up (scripts/setup.sh, scripts/bench-env.sh) and runs the full benchmark: about 35 minutes on
 # 2 cores (a 10-minute memory run included). Prints markdown tables and a goal list; exits non-zero
 # if a goal is missed. Name tables to run only those, e.g. `bash scripts/bench.sh live memory`.
 # A full run (no table named) then runs the soak test: 30 minutes of real-time 1080p30 with caps
