@@ -7,10 +7,11 @@ use crate::colour::YuvToRgb;
 use crate::geometry::{PixelRect, Placement};
 use crate::preprocess::ChannelOrder;
 
-/// The grey YOLO's letterbox is trained with (114, 114, 114), as ARGB.
-const LETTERBOX_GREY: u32 = 0xff72_7272;
-/// The same grey as one channel's value, for the border drawn by hand.
+/// The grey YOLO's letterbox is trained with (114, 114, 114): one channel's value.
 const LETTERBOX_LEVEL: u8 = 114;
+/// The same grey as ARGB, for GStreamer's converter.
+const LETTERBOX_GREY: u32 =
+    0xff00_0000 | u32::from_be_bytes([0, LETTERBOX_LEVEL, LETTERBOX_LEVEL, LETTERBOX_LEVEL]);
 
 /// A converted frame: packed 3-channel pixels in the model's channel order.
 pub type ConvertedFrame = gst_video::VideoFrame<gst_video::video_frame::Readable>;
@@ -80,7 +81,6 @@ pub struct FrameConverter {
     /// Off only to compare with GStreamer's colour pass in tests.
     colours_by_hand_allowed: bool,
     channel_order: ChannelOrder,
-    out_format: gst_video::VideoFormat,
     width: u32,
     height: u32,
 }
@@ -128,17 +128,17 @@ impl FrameConverter {
             two_passes_allowed: true,
             colours_by_hand_allowed: true,
             channel_order,
-            out_format: match channel_order {
-                ChannelOrder::Rgb => gst_video::VideoFormat::Rgb,
-                ChannelOrder::Bgr => gst_video::VideoFormat::Bgr,
-            },
             width,
             height,
         }
     }
 
     fn build(&self, info: &gst_video::VideoInfo, placement: &Placement) -> Result<Conversion, String> {
-        let output = describe(self.out_format, self.width, self.height, info)?;
+        let out_format = match self.channel_order {
+            ChannelOrder::Rgb => gst_video::VideoFormat::Rgb,
+            ChannelOrder::Bgr => gst_video::VideoFormat::Bgr,
+        };
+        let output = describe(out_format, self.width, self.height, info)?;
         let (source, destination) = (placement.source, placement.destination);
         let shrinking = u64::from(destination.width) * u64::from(destination.height)
             < u64::from(source.width) * u64::from(source.height);
@@ -270,7 +270,8 @@ fn place_by_hand(
 ) -> Result<(), String> {
     let unreadable = |e: gst::glib::BoolError| format!("cannot read the shrunk frame: {e}");
     let interleaved = shrunk.format() == gst_video::VideoFormat::Nv24;
-    let strides: Vec<usize> = shrunk.plane_stride().iter().map(|s| *s as usize).collect();
+    let strides = shrunk.plane_stride();
+    let row_start = |plane: usize, row: usize| row * strides[plane] as usize;
     let luma = shrunk.plane_data(0).map_err(unreadable)?;
     let first_chroma = shrunk.plane_data(1).map_err(unreadable)?;
     let second_chroma = if interleaved {
@@ -296,14 +297,14 @@ fn place_by_hand(
         let (picture, right) = rest.split_at_mut(width * 3);
         left.fill(LETTERBOX_LEVEL);
         right.fill(LETTERBOX_LEVEL);
-        let y_row = luma.get(source_row * strides[0]..).ok_or_else(short)?;
+        let y_row = luma.get(row_start(0, source_row)..).ok_or_else(short)?;
         let y_row = y_row.get(..width).ok_or_else(short)?;
         if interleaved {
-            let uv = first_chroma.get(source_row * strides[1]..).ok_or_else(short)?;
+            let uv = first_chroma.get(row_start(1, source_row)..).ok_or_else(short)?;
             matrix.interleaved_row(y_row, uv.get(..width * 2).ok_or_else(short)?, picture, order);
         } else {
-            let u = first_chroma.get(source_row * strides[1]..).ok_or_else(short)?;
-            let v = second_chroma.get(source_row * strides[2]..).ok_or_else(short)?;
+            let u = first_chroma.get(row_start(1, source_row)..).ok_or_else(short)?;
+            let v = second_chroma.get(row_start(2, source_row)..).ok_or_else(short)?;
             matrix.planar_row(
                 y_row,
                 u.get(..width).ok_or_else(short)?,
