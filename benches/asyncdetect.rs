@@ -6,7 +6,14 @@
 //!    thread settings;
 //! 3. pre-processing (colour conversion + scaling to the model input) per 1080p frame per format;
 //! 4. what sharing a frame with the worker costs downstream against copying it;
-//! 5. what `detectoverlay` costs per 1080p frame.
+//! 5. what `detectoverlay` costs per 1080p frame;
+//! 6. to 12. pass-through throughput, live smoothness, freshness, the blocking Python recipe,
+//!    memory over ten minutes, tracking, and many cameras (see BENCHMARKS.md).
+//!
+//! Tables that compare rates (2 and 6) let their measurements take turns of a second or half a
+//! second, cycle after cycle, pausing each pipeline between its turns: this shared machine's speed
+//! drifts by several per cent over seconds, and separate runs of several seconds each moved their
+//! ratios by ±0.03 from one run to the next.
 //!
 //! ```text
 //! cargo bench --bench asyncdetect                # full run, prints markdown tables
@@ -259,7 +266,7 @@ fn rate_pipeline(source: &str) -> TurnPipeline {
 
 /// The frame the inference-rate table feeds the element (the 640x480 I420 test card), converted
 /// to the built-in model's input by the element's own converter: the plain loop runs the model on
-/// exactly the tensor the element does. (A synthetic pattern made the model about 1.5 % faster than
+/// exactly the tensor the element does. (A synthetic pattern made the model about 1.4 % faster than
 /// this picture, whose detections give the model's own post-processing more to do.)
 fn test_card_tensor() -> Vec<u8> {
     static TENSOR: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
