@@ -171,16 +171,16 @@ struct Tally {
 
 impl Tally {
     fn rate(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.events as f64 / self.seconds
-        } else {
-            0.0
-        }
+        self.per_second(self.events)
     }
 
     fn also_rate(&self) -> f64 {
+        self.per_second(self.also)
+    }
+
+    fn per_second(&self, count: u64) -> f64 {
         if self.seconds > 0.0 {
-            self.also as f64 / self.seconds
+            count as f64 / self.seconds
         } else {
             0.0
         }
@@ -272,21 +272,12 @@ fn test_card_tensor() -> Vec<u8> {
     static TENSOR: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     TENSOR
         .get_or_init(|| {
-            let pipeline = parse_pipeline(&format!(
+            let (buffer, info) = first_frame(&format!(
                 "videotestsrc num-buffers=1 ! video/x-raw,{RATE_FRAME} ! appsink name=sink"
             ));
-            let sink = pipeline
-                .by_name("sink")
-                .expect("sink")
-                .downcast::<gst_app::AppSink>()
-                .expect("appsink");
-            pipeline.set_state(gst::State::Playing).expect("plays");
-            let sample = sink.pull_sample().expect("frame");
-            pipeline.set_state(gst::State::Null).expect("stops");
-            let info = gst_video::VideoInfo::from_caps(sample.caps().expect("caps")).expect("info");
             let placement = Placement::new(info.width(), info.height(), None, 300, 300, Fit::Stretch);
             let (frame, stride) = FrameConverter::new(ChannelOrder::Rgb, 300, 300)
-                .convert(sample.buffer_owned().expect("buffer"), &info, &placement)
+                .convert(buffer, &info, &placement)
                 .expect("converts");
             let plane = frame.plane_data(0).expect("plane");
             plane
@@ -492,10 +483,15 @@ fn table_inference_rate(config: &Config) {
 }
 
 fn frame_1080p(format: &str) -> (gst::Buffer, gst_video::VideoInfo) {
-    let pipeline = parse_pipeline(&format!(
+    first_frame(&format!(
         "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,format={format},width=1920,height=1080,framerate=30/1 ! \
          appsink name=sink"
-    ));
+    ))
+}
+
+/// The first frame `description` (ending in `appsink name=sink`) delivers, and its layout.
+fn first_frame(description: &str) -> (gst::Buffer, gst_video::VideoInfo) {
+    let pipeline = parse_pipeline(description);
     let sink = pipeline
         .by_name("sink")
         .expect("sink")
@@ -734,17 +730,20 @@ fn table_throughput(config: &Config) {
     println!("|---|---|---|---|---|---|---|---|");
     let beside = ModelBeside::new();
     for (format, width, height) in [("I420", 640, 480), ("I420", 1920, 1080), ("RGBx", 1920, 1080)] {
+        // The element in the middle, and whether the model runs beside it during its turns.
         let pipelines = [
-            throughput_pipeline("", format, width, height),
-            throughput_pipeline("identity", format, width, height),
-            throughput_pipeline("asyncdetect", format, width, height),
-            throughput_pipeline("identity", format, width, height),
-        ];
+            ("", false),
+            ("identity", false),
+            ("asyncdetect", false),
+            ("identity", true),
+        ]
+        .map(|(element, with_model)| (throughput_pipeline(element, format, width, height), with_model));
         let turn = |index: usize| {
-            if index == 3 {
-                beside.during(|| pipelines[index].turn(seconds))
+            let (pipeline, with_model) = &pipelines[index];
+            if *with_model {
+                beside.during(|| pipeline.turn(seconds))
             } else {
-                pipelines[index].turn(seconds)
+                pipeline.turn(seconds)
             }
         };
         // One turn each to start up (the model loads) before anything is counted.
