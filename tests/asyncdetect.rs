@@ -31,9 +31,10 @@ fn finds_the_person_in_every_format_at_odd_sizes() {
             let rois = rois(&out);
             let p = person(&rois);
             assert!(
-                iou(p.norm, PERSON_BOX) > 0.8,
-                "{format} {width}x{height}: person at {:?}, expected near {PERSON_BOX:?}",
-                p.norm
+                iou(p.norm, person_box()) > 0.8,
+                "{format} {width}x{height}: person at {:?}, expected near {:?}",
+                p.norm,
+                person_box()
             );
             assert!(p.confidence > 0.9, "{format}: confidence {}", p.confidence);
             // Pixels are those of this buffer.
@@ -91,7 +92,7 @@ fn honours_padded_strides_from_video_meta() {
         h.push(timestamped(&buffer, 0)).unwrap();
         let out = h.pull().unwrap();
         let rois = rois(&out);
-        assert!(iou(person(&rois).norm, PERSON_BOX) > 0.8, "{format}: {rois:?}");
+        assert!(iou(person(&rois).norm, person_box()) > 0.8, "{format}: {rois:?}");
     }
 }
 
@@ -245,75 +246,80 @@ fn malformed_class_thresholds_are_refused_with_a_warning() {
     assert!(w.error().to_string().contains("person=lots"), "{}", w.error());
 }
 
-/// Async mode: every buffer passes (nothing held back), results arrive on later buffers, one bus
-/// message per finished inference, and the statistics add up.
+/// The `timestamp` of the next `asyncdetect` result message on `bus` (the deadline only catches a
+/// hang).
+fn next_result_timestamp(bus: &gst::Bus) -> u64 {
+    loop {
+        let message = bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Element])
+            .expect("a result message");
+        let s = message.structure().unwrap();
+        if s.name() == "asyncdetect" {
+            assert!(s.get::<u64>("inference-latency").unwrap() > 0);
+            return s.get::<u64>("timestamp").unwrap();
+        }
+    }
+}
+
+/// Async mode: every buffer passes at once (nothing held back) and results arrive on later
+/// buffers. Stepped by events: each frame is pushed only once the result of the one before has
+/// been announced on the bus, so the model is idle and takes every frame, and the next buffer
+/// must carry exactly that result.
 #[test]
 fn async_mode_passes_every_buffer_and_attaches_newer_results() {
     init();
     let (frame, caps) = photo_frame("NV12", 640, 424);
     let (mut h, bus, element) = harness_with_bus(&[], &caps);
-    let mut with_person = 0;
-    let total = 120;
+    let total = 20u64;
     for i in 0..total {
         h.push(timestamped(&frame, i)).unwrap();
         let out = h.pull().unwrap();
-        assert_eq!(
-            out.pts(),
-            Some(gst::ClockTime::from_mseconds(33 * i)),
-            "order and timestamps kept"
-        );
+        let pts = gst::ClockTime::from_mseconds(33 * i);
+        assert_eq!(out.pts(), Some(pts), "order and timestamps kept");
         let rois = rois(&out);
-        if let Some(p) = rois.iter().find(|r| r.label == "person") {
-            with_person += 1;
-            assert!(iou(p.norm, PERSON_BOX) > 0.8);
-            let age = p.age.expect("age");
-            assert!(age >= 0, "results come from earlier frames");
-            assert_eq!(
-                p.frame_timestamp.map(|t| t as i64 + age),
-                out.pts().map(|t| t.nseconds() as i64)
-            );
+        if i == 0 {
+            assert!(rois.is_empty(), "no result exists before the first frame");
+        } else {
+            let p = person(&rois);
+            assert!(iou(p.norm, person_box()) > 0.8, "{:?}", p.norm);
+            let previous = gst::ClockTime::from_mseconds(33 * (i - 1)).nseconds();
+            assert_eq!(p.frame_timestamp, Some(previous), "the result of the frame before");
+            assert_eq!(p.age, Some(33_000_000), "one frame old, in stream time");
         }
-        // Give the worker time, like a 100 fps source would.
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        assert_eq!(next_result_timestamp(&bus), pts.nseconds(), "this frame was inferred");
     }
-    assert!(
-        with_person > total / 2,
-        "only {with_person} of {total} buffers carried the person"
-    );
-    let frames_in: u64 = element.property("frames-in");
-    let inferred: u64 = element.property("frames-inferred");
-    let skipped: u64 = element.property("frames-skipped");
-    assert_eq!(frames_in, total);
-    assert!(inferred > 0 && inferred <= total);
-    assert!(inferred + skipped <= total, "{inferred} + {skipped}");
+    assert_eq!(element.property::<u64>("frames-in"), total);
+    assert_eq!(element.property::<u64>("frames-inferred"), total);
+    assert_eq!(element.property::<u64>("frames-skipped"), 0);
     assert!(element.property::<u64>("inference-latency") > 0);
     assert!(element.property::<f64>("inference-fps") > 0.0);
 
-    let mut messages = 0;
-    while let Some(message) = bus.pop_filtered(&[gst::MessageType::Element]) {
-        let s = message.structure().unwrap();
-        if s.name() == "asyncdetect" {
-            messages += 1;
-            assert!(s.get::<u64>("inference-latency").unwrap() > 0);
-            assert!(s.get::<u64>("timestamp").is_ok());
+    // Frames pushed as fast as they come out, never waiting for the model: every one passes in
+    // order, and whatever result a buffer carries is from a frame that came before it.
+    for i in total..total + 100 {
+        h.push(timestamped(&frame, i)).unwrap();
+        let out = h.pull().unwrap();
+        assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(33 * i)));
+        for roi in rois(&out) {
+            let from = roi.frame_timestamp.expect("frame timestamp");
+            assert!(from % 33_000_000 == 0 && from <= 33_000_000 * i, "{roi:?}");
         }
     }
-    assert!(
-        messages as u64 >= inferred.saturating_sub(1) && messages > 0,
-        "{messages} messages, {inferred} inferences"
-    );
+    assert_eq!(element.property::<u64>("frames-in"), total + 100);
 }
 
-/// Pushes copies of `frame` (about 100 a second) until one comes out carrying detections.
+/// Pushes copies of `frame` until one comes out carrying detections (the deadline only catches a
+/// hang).
 fn push_until_detected(h: &mut gst_check::Harness, frame: &gst::Buffer) {
-    for i in 0..300 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for i in 0.. {
+        assert!(std::time::Instant::now() < deadline, "no result arrived");
         h.push(timestamped(frame, i)).unwrap();
         if !rois(&h.pull().unwrap()).is_empty() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    panic!("no result arrived in 300 frames");
 }
 
 #[test]
@@ -366,7 +372,7 @@ fn caps_change_uses_the_new_size_and_format() {
     h.set_src_caps(large_caps);
     h.push(timestamped(&large, 1)).unwrap();
     let second = person(&rois(&h.pull().unwrap())).clone();
-    assert!(iou(second.norm, PERSON_BOX) > 0.8);
+    assert!(iou(second.norm, person_box()) > 0.8);
     assert_eq!(second.rect.0, (second.norm[0] * 1280.0).round() as u32);
     assert_eq!(
         second.rect.3,
@@ -416,9 +422,10 @@ fn latency_query_is_honest_for_each_mode() {
         let detect = pipeline.by_name("detect").unwrap();
         detect.set_property("mode", mode);
         pipeline.set_state(gst::State::Playing).unwrap();
-        // Let the model load and run a few times.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while detect.property::<u64>("frames-inferred") < 3 && std::time::Instant::now() < deadline {
+        // Let the model load and run a few times (the deadline only catches a hang).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while detect.property::<u64>("frames-inferred") < 3 {
+            assert!(std::time::Instant::now() < deadline, "{mode:?}: the model never ran");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let mut upstream = gst::query::Latency::new();
@@ -441,12 +448,7 @@ fn latency_query_is_honest_for_each_mode() {
 #[test]
 fn seeking_never_attaches_results_from_before_the_seek() {
     init();
-    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
-    assert!(
-        clip.exists(),
-        "{} is missing: run scripts/setup.sh",
-        clip.display()
-    );
+    let clip = demo_clip();
     let (pipeline, sink) = playing_with_appsink(&format!(
         // Decoding as fast as possible takes all the CPU; at the default niceness the model would
         // get only what the video leaves. This test is about flushing, so let it compete.
@@ -511,7 +513,7 @@ fn post_messages_can_be_turned_off() {
     h.pull().unwrap();
     // Messages come in order: the first one must be the fourth frame's, and the only one.
     let message = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Element])
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Element])
         .expect("a message once turned on");
     let timestamp = message.structure().unwrap().get::<u64>("timestamp").unwrap();
     assert_eq!(timestamp, gst::ClockTime::from_mseconds(99).nseconds());

@@ -2,15 +2,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use gst::prelude::*;
 
-fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("asyncdetect-{}-{name}", std::process::id()));
-    std::fs::write(&path, contents).unwrap();
-    path
+fn temp_file(name: &str, contents: &[u8]) -> TempPath {
+    TempPath::with_contents(name, contents)
 }
 
 /// Runs a short test-pattern pipeline with the detector configured by `properties` and returns the
@@ -203,18 +199,8 @@ fn a_labels_file_with_too_few_names_is_reported() {
 /// the pipeline still runs with the default, nothing aborts.
 #[test]
 fn out_of_range_values_from_gst_launch_are_refused() {
-    let plugin_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    assert!(
-        plugin_dir.join("libgstasyncdetect.so").exists(),
-        "{} has no libgstasyncdetect.so: run `cargo build --lib` first",
-        plugin_dir.display()
-    );
+    let plugin = built("libgstasyncdetect.so", &["--lib"]);
+    let plugin_dir = plugin.parent().expect("plugin directory").to_path_buf();
     let output = std::process::Command::new("gst-launch-1.0")
         .args([
             "-q",

@@ -1,6 +1,11 @@
 //! Changing the model, the threshold and the class filter while PLAYING: each takes effect without
 //! holding up or dropping a frame; a model that cannot be used leaves the running one in place
 //! with a warning.
+//!
+//! "Without holding up" is judged against the slow model's own inference time as the element
+//! measures it in the same run: a streaming thread that waited for a load or an inference would
+//! leave a gap of about that long between two buffers, so the gaps must stay below one frame
+//! (33 ms) plus half an inference, whatever the machine's speed.
 
 mod common;
 
@@ -18,10 +23,11 @@ struct Seen {
     labels: Vec<Vec<String>>,
 }
 
-/// Waits until a frame's labels satisfy `check` (frames from before the call are ignored).
+/// Waits until a frame's labels satisfy `check` (frames from before the call are ignored). The
+/// deadline only catches a hang.
 fn wait_until(seen: &Arc<Mutex<Seen>>, what: &str, check: impl Fn(&[String]) -> bool) {
     let start = seen.lock().unwrap().labels.len();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if seen.lock().unwrap().labels[start..].iter().any(|l| check(l)) {
             return;
@@ -36,7 +42,7 @@ fn settings_and_models_change_while_playing() {
     init();
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! jpegdec ! videoconvert ! videoscale ! video/x-raw,format=I420,width=640,height=424 ! \
-         imagefreeze is-live=true ! video/x-raw,framerate=30/1 ! asyncdetect name=detect threshold=0.3 ! \
+         imagefreeze is-live=true ! video/x-raw,framerate=30/1 ! asyncdetect name=detect threshold=0.3 threads=1 ! \
          fakesink name=sink sync=true",
         data_path("data/person.jpg").display()
     ))
@@ -81,6 +87,7 @@ fn settings_and_models_change_while_playing() {
         data_path("models/slow_ssd.onnx").display().to_string(),
     );
     wait_until(&seen, "the slow model's class 0", |l| l == ["0"]);
+    let slow_model_latency = Duration::from_nanos(detect.property::<u64>("inference-latency"));
 
     // Models that cannot be used: warnings, and the slow model keeps running.
     detect.set_property("model-location", "/nonexistent/model.onnx");
@@ -89,7 +96,7 @@ fn settings_and_models_change_while_playing() {
         data_path("models/bad_outputs.onnx").display().to_string(),
     );
     let mut warnings = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while warnings.len() < 2 && Instant::now() < deadline {
         if let Some(message) =
             bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Warning])
@@ -119,8 +126,8 @@ fn settings_and_models_change_while_playing() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.frames, frames_in, "every frame that entered came out");
     assert!(
-        seen.worst_gap < Duration::from_millis(150),
-        "the video waited {:?}",
+        seen.worst_gap < Duration::from_millis(33) + slow_model_latency / 2,
+        "the video waited {:?} (one inference of the slow model: {slow_model_latency:?})",
         seen.worst_gap
     );
 }

@@ -46,6 +46,15 @@ fn pipeline(description: &str) -> gst::Pipeline {
         .unwrap()
 }
 
+/// Waits until `detect` has run the model `count` times; the deadline only catches a hang.
+fn wait_for_inferences(detect: &gst::Element, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while detect.property::<u64>("frames-inferred") < count {
+        assert!(Instant::now() < deadline, "the model never ran {count} times");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn start_stop_cycles_and_stopping_mid_inference() {
     init();
@@ -65,11 +74,7 @@ fn start_stop_cycles_and_stopping_mid_inference() {
     // It still detects after all that.
     cycles.set_state(gst::State::Playing).unwrap();
     let detect = cycles.by_name("d").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while detect.property::<u64>("frames-inferred") == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(detect.property::<u64>("frames-inferred") > 0);
+    wait_for_inferences(&detect, 1);
     // The inference thread, its preparer and the ONNX Runtime threads it started yield to the
     // video (default `inference-nice`: 19) and never preempt it on wake-up (SCHED_BATCH).
     let priorities = inference_thread_priorities();
@@ -82,7 +87,9 @@ fn start_stop_cycles_and_stopping_mid_inference() {
     );
     cycles.set_state(gst::State::Null).unwrap();
 
-    // Stopping while the ~200 ms model runs, in both modes: returns once that inference ends.
+    // Stopping while the slow model runs, in both modes: returns once that inference ends. The
+    // model is busy all the time (a frame waits whenever an inference ends), so after the first
+    // result the next inference is under way. The limit only catches a stop that hangs.
     let slow = data_path("models/slow_ssd.onnx");
     for mode in ["async", "sync"] {
         let p = pipeline(&format!(
@@ -92,15 +99,12 @@ fn start_stop_cycles_and_stopping_mid_inference() {
         ));
         p.set_state(gst::State::Playing).unwrap();
         let detect = p.by_name("d").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while detect.property::<u64>("frames-inferred") < 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_inferences(&detect, 1);
         std::thread::sleep(Duration::from_millis(50));
         let stopping = Instant::now();
         p.set_state(gst::State::Null).unwrap();
         let took = stopping.elapsed();
-        assert!(took < Duration::from_secs(5), "{mode}: stopping took {took:?}");
+        assert!(took < Duration::from_secs(30), "{mode}: stopping took {took:?}");
         assert_eq!(inference_threads(), 0, "{mode}: thread not joined");
     }
 }

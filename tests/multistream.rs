@@ -1,10 +1,19 @@
 //! Many streams on one model: one shared session, each stream gets only its own results, batches
 //! where the model takes them, and fair turns where it does not.
+//!
+//! Nothing here is timed: fairness is judged by counting each stream's turns over a fixed number of
+//! runs of the shared session, and every wait is for a count to be reached, with a deadline that
+//! only catches a hang.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 use gst::prelude::*;
+
+/// Only a hang runs into this.
+const HANG: Duration = Duration::from_secs(120);
 
 struct Stream {
     pipeline: gst::Pipeline,
@@ -26,13 +35,40 @@ fn live_stream(source: &str, detector_properties: &str) -> Stream {
     }
 }
 
-/// Each stream's inference count is within 20 % of the mean.
-fn assert_fair(counts: &[u64]) {
-    let mean = counts.iter().sum::<u64>() as f64 / counts.len() as f64;
-    assert!(mean > 5.0, "too few inferences to judge: {counts:?}");
-    for &count in counts {
-        let off = (count as f64 - mean).abs() / mean;
-        assert!(off <= 0.2, "unfair: {counts:?} (mean {mean:.1})");
+fn inferred(streams: &[Stream]) -> Vec<u64> {
+    streams
+        .iter()
+        .map(|s| s.detect.property::<u64>("frames-inferred"))
+        .collect()
+}
+
+/// Once every stream has had a result, counts each stream's inferences until together they have
+/// had `turns_each` per stream more, and checks that each got its turn: the shared queue serves
+/// the oldest waiting frame first and a stream queues its next frame only after its own result.
+/// A stream misses a turn now and then (its next frame not yet prepared when its turn comes, and
+/// the counts are read one stream after the other), so each must get between half and one and a
+/// half times the mean: a starved or a favoured stream fails that on any machine.
+fn assert_fair_turns(streams: &[Stream], turns_each: u64) {
+    let deadline = Instant::now() + HANG;
+    while inferred(streams).contains(&0) {
+        assert!(Instant::now() < deadline, "a stream never got a result: {:?}", inferred(streams));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = inferred(streams);
+    let wanted = turns_each * streams.len() as u64;
+    let turns = loop {
+        let turns: Vec<u64> = inferred(streams).iter().zip(&before).map(|(a, b)| a - b).collect();
+        if turns.iter().sum::<u64>() >= wanted {
+            break turns;
+        }
+        assert!(Instant::now() < deadline, "the session stopped running: {turns:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mean = turns.iter().sum::<u64>() as f64 / turns.len() as f64;
+    let margin = mean * 0.5;
+    println!("turns per stream {turns:?} (mean {mean:.1}, allowed +-{margin:.1})");
+    for &count in &turns {
+        assert!((count as f64 - mean).abs() <= margin, "unfair: {turns:?} (mean {mean:.1})");
     }
 }
 
@@ -57,9 +93,10 @@ fn batched_streams_each_get_their_own_results() {
             )
         })
         .collect();
-    let start = std::time::Instant::now();
+    let deadline = Instant::now() + HANG;
     let mut seen = vec![0usize; streams.len()];
-    while start.elapsed() < std::time::Duration::from_secs(4) {
+    while seen.iter().any(|&n| n <= 10) {
+        assert!(Instant::now() < deadline, "results stopped arriving: {seen:?}");
         for (index, stream) in streams.iter().enumerate() {
             let Some(sample) = stream.sink.try_pull_sample(gst::ClockTime::from_mseconds(5)) else {
                 continue;
@@ -76,27 +113,21 @@ fn batched_streams_each_get_their_own_results() {
             }
         }
     }
+    assert_fair_turns(&streams, 10);
     let detect = &streams[0].detect;
     let users = detect.property::<u32>("session-users");
     let runs = detect.property::<u64>("session-runs");
     let frames = detect.property::<u64>("session-frames");
-    let counts: Vec<u64> = streams
-        .iter()
-        .map(|s| s.detect.property::<u64>("frames-inferred"))
-        .collect();
     for stream in &streams {
         stream.pipeline.set_state(gst::State::Null).unwrap();
     }
-    println!("session users {users}, runs {runs}, frames {frames}, per stream {counts:?}, checked {seen:?}");
+    println!("session users {users}, runs {runs}, frames {frames}, checked {seen:?}");
     assert_eq!(users, 8);
-    assert!(seen.iter().all(|&n| n > 10), "every stream got results: {seen:?}");
     assert!(frames > runs, "frames of several streams were run together");
-    assert_fair(&counts);
 }
 
 /// With a model of fixed batch size 1 (the built-in SSD), four busy streams take turns on one
-/// session: their inference counts stay within 20 % of each other. A fifth element naming another
-/// instance id gets a session of its own.
+/// session. A fifth element naming another instance id gets a session of its own.
 #[test]
 fn streams_take_fair_turns_on_one_session() {
     init();
@@ -116,11 +147,7 @@ fn streams_take_fair_turns_on_one_session() {
         "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1",
         "model-instance-id=other-test threads=1",
     );
-    std::thread::sleep(std::time::Duration::from_secs(5));
-    let counts: Vec<u64> = streams
-        .iter()
-        .map(|s| s.detect.property::<u64>("frames-inferred"))
-        .collect();
+    assert_fair_turns(&streams, 20);
     let users = streams[0].detect.property::<u32>("session-users");
     let (runs, frames) = (
         streams[0].detect.property::<u64>("session-runs"),
@@ -129,17 +156,16 @@ fn streams_take_fair_turns_on_one_session() {
     let alone_users = alone.detect.property::<u32>("session-users");
     let delivered: Vec<bool> = streams
         .iter()
-        .map(|s| s.sink.try_pull_sample(gst::ClockTime::from_seconds(1)).is_some())
+        .map(|s| s.sink.try_pull_sample(gst::ClockTime::from_seconds(30)).is_some())
         .collect();
     for stream in streams.iter().chain([&alone]) {
         stream.pipeline.set_state(gst::State::Null).unwrap();
     }
-    println!("per stream {counts:?}, runs {runs}, frames {frames}");
+    println!("runs {runs}, frames {frames}");
     assert_eq!(users, 4);
     assert_eq!(alone_users, 1);
     assert_eq!(runs, frames, "a fixed batch of 1 is never batched");
     assert!(delivered.iter().all(|d| *d));
-    assert_fair(&counts);
 }
 
 /// Two live cameras on one shared session of the built-in model, one seeing the person's half of
@@ -163,8 +189,9 @@ fn two_cameras_share_a_session_and_keep_their_own_results() {
         })
         .collect();
     let mut checked = [0usize; 2];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + HANG;
+    while checked.iter().any(|&n| n <= 10) {
+        assert!(Instant::now() < deadline, "results stopped arriving: {checked:?}");
         for (index, (stream, own, other)) in streams.iter().enumerate() {
             let Some(sample) = stream.sink.try_pull_sample(gst::ClockTime::from_mseconds(20)) else {
                 continue;
@@ -189,5 +216,4 @@ fn two_cameras_share_a_session_and_keep_their_own_results() {
         stream.pipeline.set_state(gst::State::Null).unwrap();
     }
     assert_eq!(users, 2);
-    assert!(checked.iter().all(|&n| n > 10), "{checked:?}");
 }

