@@ -27,6 +27,25 @@ extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// `text` with every password in a `user:password@host` (a camera URL's credentials, whatever
+/// its scheme, even mistyped) replaced by `***`: credentials must never reach the terminal, a
+/// log or a file name.
+fn redacted(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|piece| {
+            let word = piece.trim_end_matches(char::is_whitespace);
+            let Some(at) = word.rfind('@') else {
+                return piece.to_string();
+            };
+            let start = word[..at].rfind('/').map_or(0, |slash| slash + 1);
+            match word[start..at].find(':') {
+                Some(colon) => format!("{}***{}", &word[..start + colon + 1], &piece[at..]),
+                None => piece.to_string(),
+            }
+        })
+        .collect()
+}
+
 struct Camera {
     name: String,
     url: String,
@@ -148,7 +167,7 @@ fn parse_args() -> Result<Options, String> {
         } else if arg.contains('=') {
             options.properties.push(arg);
         } else {
-            return Err(format!("unexpected argument {arg}\n{usage}"));
+            return Err(format!("unexpected argument {}\n{usage}", redacted(&arg)));
         }
     }
     if options.cameras.is_empty() {
@@ -161,7 +180,7 @@ fn main() {
     let mut options = match parse_args() {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("rtsp_camera: {e}");
+            eprintln!("rtsp_camera: {}", redacted(&e));
             std::process::exit(2);
         }
     };
@@ -214,7 +233,11 @@ fn main() {
             .map_err(|e| e.to_string())
             .and_then(|detect| apply_properties(&detect, properties));
         if let Err(e) = checked {
-            eprintln!("rtsp_camera: camera {}: {e}", camera.name);
+            eprintln!(
+                "rtsp_camera: camera {}: {}",
+                camera.name,
+                redacted(&e.to_string())
+            );
             std::process::exit(2);
         }
     }
@@ -297,7 +320,7 @@ fn watch(name: &str, url: &str, record: Option<&std::path::Path>, properties: &[
     let mut backoff = Duration::from_secs(1);
     let mut recordings = 0;
     while !STOP.load(Ordering::SeqCst) {
-        println!("[{name}] connecting to {url}");
+        println!("[{name}] connecting to {}", redacted(url));
         let recording = record.map(|dir| {
             recordings += 1;
             dir.join(format!("{name}-{recordings}.mkv"))
@@ -314,7 +337,8 @@ fn watch(name: &str, url: &str, record: Option<&std::path::Path>, properties: &[
             Ended::Stopped => break,
             Ended::Lost(reason) => {
                 println!(
-                    "[{name}] camera lost: {reason}; retrying in {} s",
+                    "[{name}] camera lost: {}; retrying in {} s",
+                    redacted(&reason),
                     backoff.as_secs()
                 );
                 let until = Instant::now() + backoff;

@@ -530,14 +530,14 @@ impl Model {
                 let bytes: Arc<Cow<'static, [u8]>> = Arc::new(match source {
                     ModelSource::BuiltIn => Cow::Borrowed(DEFAULT_MODEL),
                     ModelSource::File(path) => {
-                        let bytes = std::fs::read(path).map_err(|e| {
-                            EngineError::Model(format!("could not read model {}: {e}", path.display()))
-                        })?;
-                        if bytes.is_empty() {
-                            return Err(EngineError::Model(format!(
-                                "model {} is an empty file",
-                                path.display()
-                            )));
+                        let bytes =
+                            crate::files::check_regular_file(path, "model", crate::files::MAX_MODEL_BYTES)
+                                .and_then(|_| {
+                                    crate::files::read_bounded(path, "model", crate::files::MAX_MODEL_BYTES)
+                                })
+                                .map_err(EngineError::Model)?;
+                        if let Some(problem) = crate::files::not_onnx(&bytes) {
+                            return Err(EngineError::Model(format!("model {} {problem}", path.display())));
                         }
                         Cow::Owned(bytes)
                     }

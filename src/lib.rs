@@ -20,6 +20,7 @@ mod detectoverlay;
 pub mod draw;
 pub mod engine;
 pub mod export;
+pub mod files;
 pub mod geometry;
 pub mod labels;
 pub mod motion;

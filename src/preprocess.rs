@@ -3,6 +3,11 @@
 
 use std::fmt;
 
+/// The largest model input side accepted (width or height, from the model or `input-width`/
+/// `input-height`). Detectors take 300 to 1280; a float input of this size already needs 200 MB,
+/// and a model declaring more (by mistake or malice) would make the element allocate without limit.
+pub const MAX_INPUT_SIDE: usize = 4096;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// `[1, height, width, 3]`, channels last (TensorFlow).
@@ -147,6 +152,13 @@ impl InputSpec {
         };
         let width = pick(overrides.width, model_w, "width")?;
         let height = pick(overrides.height, model_h, "height")?;
+        if width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE {
+            return Err(InputError(format!(
+                "{} asks for a {width}x{height} image: the largest accepted is \
+                 {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}",
+                describe()
+            )));
+        }
         let (default_mean, default_std) = match element_type {
             ElementType::U8 => ([0.0; 3], [1.0; 3]),
             // Float models most often expect 0..1; others set input-mean/input-std.
@@ -257,6 +269,29 @@ mod tests {
 
     fn spec(shape: &[i64], element_type: ElementType, overrides: &InputOverrides) -> InputSpec {
         InputSpec::from_model("x", Some(element_type), shape, overrides).unwrap()
+    }
+
+    #[test]
+    fn inputs_larger_than_the_bound_are_refused_before_anything_is_allocated() {
+        let huge = InputSpec::from_model(
+            "image",
+            Some(ElementType::U8),
+            &[1, 100_000, 100_000, 3],
+            &InputOverrides::default(),
+        );
+        let message = huge.expect_err("refused").to_string();
+        assert!(
+            message.contains("100000x100000") && message.contains("4096x4096"),
+            "{message}"
+        );
+        let forced = InputOverrides {
+            width: 16_384,
+            height: 16_384,
+            ..InputOverrides::default()
+        };
+        assert!(InputSpec::from_model("image", Some(ElementType::F32), &[1, 3, -1, -1], &forced).is_err());
+        let largest = spec(&[1, 4096, 4096, 3], ElementType::U8, &InputOverrides::default());
+        assert_eq!((largest.width, largest.height), (4096, 4096));
     }
 
     #[test]

@@ -283,10 +283,18 @@ fn async_mode_passes_every_buffer_and_attaches_newer_results() {
             let p = person(&rois);
             assert!(iou(p.norm, person_box()) > 0.8, "{:?}", p.norm);
             let previous = gst::ClockTime::from_mseconds(33 * (i - 1)).nseconds();
-            assert_eq!(p.frame_timestamp, Some(previous), "the result of the frame before");
+            assert_eq!(
+                p.frame_timestamp,
+                Some(previous),
+                "the result of the frame before"
+            );
             assert_eq!(p.age, Some(33_000_000), "one frame old, in stream time");
         }
-        assert_eq!(next_result_timestamp(&bus), pts.nseconds(), "this frame was inferred");
+        assert_eq!(
+            next_result_timestamp(&bus),
+            pts.nseconds(),
+            "this frame was inferred"
+        );
     }
     assert_eq!(element.property::<u64>("frames-in"), total);
     assert_eq!(element.property::<u64>("frames-inferred"), total);
@@ -425,7 +433,10 @@ fn latency_query_is_honest_for_each_mode() {
         // Let the model load and run a few times (the deadline only catches a hang).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while detect.property::<u64>("frames-inferred") < 3 {
-            assert!(std::time::Instant::now() < deadline, "{mode:?}: the model never ran");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode:?}: the model never ran"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let mut upstream = gst::query::Latency::new();

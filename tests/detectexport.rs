@@ -186,3 +186,64 @@ fn unwritable_location_is_named() {
     assert!(error.contains("/nonexistent/dir/out.jsonl"), "{error}");
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// A FIFO nobody reads: starting waits a bounded time for a reader, then fails with an error
+/// naming the FIFO (it used to hang the state change forever).
+#[test]
+fn a_fifo_nobody_reads_is_an_error_not_a_hang() {
+    init();
+    let fifo = temp_path("unread.fifo");
+    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let description = format!(
+        "videotestsrc num-buffers=3 ! detectexport location={} ! fakesink",
+        fifo.display()
+    );
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pipeline = gst::parse::launch(&description).unwrap();
+        let started = pipeline.set_state(gst::State::Playing);
+        let error = wait_for_error(&pipeline.bus().unwrap(), 30);
+        pipeline.set_state(gst::State::Null).unwrap();
+        let _ = done.send((started.is_err(), error));
+    });
+    let (refused, error) = result
+        .recv_timeout(Duration::from_secs(120))
+        .expect("starting with an unread FIFO hung");
+    assert!(refused, "the state change fails");
+    let error = error.expect("an error message");
+    assert!(error.contains("unread.fifo") && error.contains("FIFO"), "{error}");
+}
+
+/// `append=true` keeps the lines of earlier runs (a 24/7 pipeline restarted); the default
+/// replaces the file.
+#[test]
+fn append_keeps_earlier_lines() {
+    init();
+    let output = temp_path("append.jsonl");
+    let run = |append: bool| {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=4 ! video/x-raw,width=64,height=48 ! \
+             detectexport location={} append={append} ! fakesink",
+            output.display()
+        ))
+        .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let message = pipeline
+            .bus()
+            .unwrap()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(60),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("EOS");
+        assert!(matches!(message.view(), gst::MessageView::Eos(_)), "{message:?}");
+        pipeline.set_state(gst::State::Null).unwrap();
+        std::fs::read_to_string(&*output).unwrap().lines().count()
+    };
+    assert_eq!(run(false), 4);
+    assert_eq!(run(true), 8, "appended");
+    assert_eq!(run(true), 12, "appended again");
+    assert_eq!(run(false), 4, "replaced without append");
+}

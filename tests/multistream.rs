@@ -51,24 +51,38 @@ fn inferred(streams: &[Stream]) -> Vec<u64> {
 fn assert_fair_turns(streams: &[Stream], turns_each: u64) {
     let deadline = Instant::now() + HANG;
     while inferred(streams).contains(&0) {
-        assert!(Instant::now() < deadline, "a stream never got a result: {:?}", inferred(streams));
+        assert!(
+            Instant::now() < deadline,
+            "a stream never got a result: {:?}",
+            inferred(streams)
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let before = inferred(streams);
     let wanted = turns_each * streams.len() as u64;
     let turns = loop {
-        let turns: Vec<u64> = inferred(streams).iter().zip(&before).map(|(a, b)| a - b).collect();
+        let turns: Vec<u64> = inferred(streams)
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a - b)
+            .collect();
         if turns.iter().sum::<u64>() >= wanted {
             break turns;
         }
-        assert!(Instant::now() < deadline, "the session stopped running: {turns:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the session stopped running: {turns:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     let mean = turns.iter().sum::<u64>() as f64 / turns.len() as f64;
     let margin = mean * 0.5;
     println!("turns per stream {turns:?} (mean {mean:.1}, allowed +-{margin:.1})");
     for &count in &turns {
-        assert!((count as f64 - mean).abs() <= margin, "unfair: {turns:?} (mean {mean:.1})");
+        assert!(
+            (count as f64 - mean).abs() <= margin,
+            "unfair: {turns:?} (mean {mean:.1})"
+        );
     }
 }
 

@@ -75,7 +75,9 @@ fn deliver(mode: &str, frames: usize, inferences: u64) -> Delivery {
     pipeline.set_state(gst::State::Playing).unwrap();
     // Only a hang runs into this deadline.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while observations.lock().unwrap().len() < frames || detect.property::<u64>("frames-inferred") < inferences {
+    while observations.lock().unwrap().len() < frames
+        || detect.property::<u64>("frames-inferred") < inferences
+    {
         assert!(std::time::Instant::now() < deadline, "{mode}: the stream stalled");
         if let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
             panic!("{mode}: {message:?}");
@@ -95,7 +97,10 @@ fn deliver(mode: &str, frames: usize, inferences: u64) -> Delivery {
     let inference_latency = gst::ClockTime::from_nseconds(detect.property::<u64>("inference-latency"));
     pipeline.set_state(gst::State::Null).unwrap();
     let observations = observations.lock().unwrap();
-    let first_result = observations.iter().position(|(_, d)| *d).unwrap_or(observations.len());
+    let first_result = observations
+        .iter()
+        .position(|(_, d)| *d)
+        .unwrap_or(observations.len());
     Delivery {
         frames: observations.len(),
         frames_in,
@@ -124,7 +129,10 @@ fn a_slow_model_never_delays_a_live_stream() {
         fast.inference_latency
     );
     assert!(fast.with_detections > 0, "detections arrive");
-    assert_eq!(fast.lost_detections, 0, "once a result exists, every buffer carries it");
+    assert_eq!(
+        fast.lost_detections, 0,
+        "once a result exists, every buffer carries it"
+    );
 
     // Control: a filter that waits for the model (sync mode) makes the same stream fall behind,
     // so the measurement above can tell the two apart. It holds while one inference takes longer

@@ -233,3 +233,36 @@ fn cameras_from_a_config_file() {
         assert!(message.contains(named), "{message}");
     }
 }
+
+/// Camera URLs carry passwords: they never reach the output, not while connecting, not when the
+/// camera is lost, not in an argument error (shown as `user:***@`).
+#[test]
+fn credentials_never_appear_in_the_output() {
+    init();
+    let port = free_port();
+    let (mut camera, lines, reader) =
+        run_camera(&[format!("gate=rtsp://admin:s3cret-pw@127.0.0.1:{port}/camera").as_ref()]);
+    let mut seen = vec![wait_for(&lines, "connecting", 120)];
+    seen.push(wait_for(&lines, "retrying", 120));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(camera.id() as libc::pid_t, libc::SIGINT) };
+    let status = camera.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    assert!(status.success(), "{status}");
+    assert!(seen[0].contains("admin:***@127.0.0.1"), "{seen:?}");
+    assert!(!seen.iter().any(|l| l.contains("s3cret")), "{seen:?}");
+
+    // A mistyped scheme is refused, and the refusal does not echo the password either.
+    let output = Command::new(example("rtsp_camera"))
+        .arg("rtsps//admin:s3cret-pw@camera.invalid/x")
+        .arg("https://admin:s3cret-pw@camera.invalid/x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unexpected argument") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+}

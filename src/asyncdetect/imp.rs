@@ -20,6 +20,7 @@ use super::{
 use crate::decode::DecoderChoice;
 use crate::detection::DetectionFilter;
 use crate::engine::{DEFAULT_LABELS, ModelOptions, ModelSource};
+use crate::files;
 use crate::geometry::{Fit, Region};
 use crate::labels::Labels;
 use crate::lock;
@@ -222,12 +223,10 @@ impl AsyncDetect {
     fn load_labels(settings: &Settings) -> Result<Labels, ConfigError> {
         match (&settings.labels_location, &settings.model_location) {
             (Some(path), _) => {
-                let text = std::fs::read(path).map_err(|e| {
-                    ConfigError::new(
-                        ConfigKind::OpenRead,
-                        format!("Could not read labels file {}: {}", path, e),
-                    )
-                })?;
+                let path_buf = PathBuf::from(path);
+                let text = files::check_regular_file(&path_buf, "labels file", files::MAX_LABELS_BYTES)
+                    .and_then(|_| files::read_bounded(&path_buf, "labels file", files::MAX_LABELS_BYTES))
+                    .map_err(|e| ConfigError::new(ConfigKind::OpenRead, e))?;
                 let text = String::from_utf8(text).map_err(|_| {
                     ConfigError::new(
                         ConfigKind::Read,
@@ -252,25 +251,24 @@ impl AsyncDetect {
             None => ModelSource::BuiltIn,
             Some(path) => {
                 // Cheap checks here so a typo fails the state change at once; parsing the model
-                // happens on the inference thread.
-                let metadata = std::fs::metadata(path).map_err(|e| {
-                    ConfigError::new(
-                        ConfigKind::NotFound,
-                        format!("Could not open model {}: {}", path, e),
-                    )
-                })?;
-                if !metadata.is_file() {
-                    return Err(ConfigError::new(
-                        ConfigKind::OpenRead,
-                        format!("Model {} is not a file", path),
-                    ));
-                }
-                std::fs::File::open(path).map_err(|e| {
-                    ConfigError::new(
-                        ConfigKind::OpenRead,
-                        format!("Could not read model {}: {}", path, e),
-                    )
-                })?;
+                // happens on the inference thread. Nothing is opened before the file is known to
+                // be a regular file (a FIFO would block), and only its first bytes are read.
+                let path_buf = PathBuf::from(path);
+                let kind = if path_buf.exists() {
+                    ConfigKind::OpenRead
+                } else {
+                    ConfigKind::NotFound
+                };
+                files::check_regular_file(&path_buf, "model", files::MAX_MODEL_BYTES)
+                    .and_then(|_| files::head(&path_buf, "model"))
+                    .map_err(|e| ConfigError::new(kind, e))
+                    .and_then(|head| match files::not_onnx(&head) {
+                        Some(problem) => Err(ConfigError::new(
+                            ConfigKind::Read,
+                            format!("Model {path} {problem}"),
+                        )),
+                        None => Ok(()),
+                    })?;
                 ModelSource::File(PathBuf::from(path))
             }
         };
@@ -515,14 +513,14 @@ impl ObjectImpl for AsyncDetect {
                 .build(),
                 glib::ParamSpecUInt::builder("input-width")
                     .nick("Input width")
-                    .blurb("Model input width, for models whose width is dynamic (0: from the model).")
-                    .maximum(16_384)
+                    .blurb("Model input width, for models whose width is dynamic (0: from the model; at most 4096).")
+                    .maximum(crate::preprocess::MAX_INPUT_SIDE as u32)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("input-height")
                     .nick("Input height")
-                    .blurb("Model input height, for models whose height is dynamic (0: from the model).")
-                    .maximum(16_384)
+                    .blurb("Model input height, for models whose height is dynamic (0: from the model; at most 4096).")
+                    .maximum(crate::preprocess::MAX_INPUT_SIDE as u32)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("input-mean")

@@ -223,13 +223,7 @@ impl Statistics {
     /// Inferences finished per second over the last two seconds.
     pub fn inference_fps(&self) -> f64 {
         let mut completions = lock(&self.completions);
-        let now = Instant::now();
-        while completions
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
-        {
-            completions.pop_front();
-        }
+        forget_before_window(&mut completions, Instant::now());
         completions.len() as f64 / RATE_WINDOW.as_secs_f64()
     }
 
@@ -237,7 +231,22 @@ impl Statistics {
         self.frames_inferred.fetch_add(1, Ordering::Relaxed);
         smooth(&self.inference_latency_ns, total);
         smooth(&self.preprocess_latency_ns, preprocess);
-        lock(&self.completions).push_back(Instant::now());
+        let now = Instant::now();
+        let mut completions = lock(&self.completions);
+        // Pruned here too, not only when someone reads `inference-fps`: the list then never holds
+        // more than one window of completions, however long the element runs.
+        forget_before_window(&mut completions, now);
+        completions.push_back(now);
+    }
+}
+
+/// Drops the completion times older than [`RATE_WINDOW`] before `now`.
+fn forget_before_window(completions: &mut VecDeque<Instant>, now: Instant) {
+    while completions
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+    {
+        completions.pop_front();
     }
 }
 
@@ -1038,6 +1047,22 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn completions_stay_within_the_rate_window_without_readers() {
+        let stats = Statistics::default();
+        let now = Instant::now();
+        if let Some(long_ago) = now.checked_sub(RATE_WINDOW * 3) {
+            lock(&stats.completions).extend(std::iter::repeat_n(long_ago, 1000));
+        }
+        stats.record(Duration::from_millis(1), Duration::from_millis(5));
+        assert_eq!(
+            lock(&stats.completions).len(),
+            1,
+            "the old completions were forgotten"
+        );
+        assert_eq!(stats.frames_inferred.load(Ordering::Relaxed), 1);
+    }
 
     fn busy_mailbox(started: Instant) -> Mailbox {
         Mailbox {

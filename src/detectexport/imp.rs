@@ -28,6 +28,9 @@ const DEFAULT_MAX_QUEUE: u32 = 1024;
 const DEFAULT_NEW_RESULTS_ONLY: bool = false;
 /// How long EOS waits for the writer to drain before giving up (a stuck disk must not hang EOS).
 const EOS_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long starting waits for a reader when `location` is a FIFO (opening one for writing
+/// otherwise blocks until somebody reads, which would hang the state change forever).
+const FIFO_READER_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default)]
 struct Settings {
@@ -35,6 +38,7 @@ struct Settings {
     source: Option<String>,
     new_results_only: bool,
     max_queue: u32,
+    append: bool,
 }
 
 enum Command {
@@ -63,10 +67,61 @@ pub struct DetectExport {
     counters: Arc<Counters>,
 }
 
-fn open_output(location: &Option<String>) -> std::io::Result<Box<dyn Write + Send>> {
+fn open_output(location: &Option<String>, append: bool) -> std::io::Result<Box<dyn Write + Send>> {
+    use std::os::unix::fs::FileTypeExt;
     match location.as_deref() {
         None | Some("-") => Ok(Box::new(std::io::stdout())),
-        Some(path) => Ok(Box::new(std::fs::File::create(path)?)),
+        Some(path) if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) => {
+            Ok(Box::new(open_fifo_for_writing(path)?))
+        }
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true);
+            if append {
+                options.append(true);
+            } else {
+                options.write(true).truncate(true);
+            }
+            Ok(Box::new(options.open(path)?))
+        }
+    }
+}
+
+/// Opens a FIFO for writing once a reader has it open, waiting at most [`FIFO_READER_WAIT`]; the
+/// file is then switched back to blocking writes (the writer thread may block, the stream not).
+fn open_fifo_for_writing(path: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let deadline = std::time::Instant::now() + FIFO_READER_WAIT;
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(file) => {
+                // SAFETY: fcntl on a descriptor this function owns.
+                let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+                // SAFETY: as above.
+                if flags < 0
+                    || unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                return Ok(file);
+            }
+            // ENXIO: no reader yet.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(std::io::Error::other(format!(
+                    "it is a FIFO and nobody opened it for reading within {} s",
+                    FIFO_READER_WAIT.as_secs()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -170,13 +225,22 @@ impl ObjectImpl for DetectExport {
             vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
-                    .blurb("File to write JSON Lines to (created or truncated). Unset or \"-\": standard output.")
+                    .blurb(
+                        "File to write JSON Lines to (created, or truncated unless `append`). Unset or \"-\": \
+                         standard output. A FIFO must get a reader within 5 s of starting.",
+                    )
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("source")
                     .nick("Source name")
                     .blurb("A name for the stream (a camera name), written as \"source\" in every line.")
                     .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("append")
+                    .nick("Append")
+                    .blurb("Add lines to the end of an existing file instead of replacing it (restarted 24/7 pipelines).")
+                    .default_value(false)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("new-results-only")
                     .nick("New results only")
@@ -229,6 +293,7 @@ impl ObjectImpl for DetectExport {
             "source" => settings.source = text(),
             "new-results-only" => settings.new_results_only = value.get().unwrap_or(DEFAULT_NEW_RESULTS_ONLY),
             "max-queue" => settings.max_queue = value.get().unwrap_or(DEFAULT_MAX_QUEUE),
+            "append" => settings.append = value.get().unwrap_or(false),
             other => gst::warning!(CAT, imp = self, "Property {other} is not writable"),
         }
     }
@@ -240,6 +305,7 @@ impl ObjectImpl for DetectExport {
             "source" => settings.source.to_value(),
             "new-results-only" => settings.new_results_only.to_value(),
             "max-queue" => settings.max_queue.to_value(),
+            "append" => settings.append.to_value(),
             "written" => self.counters.written.load(Ordering::Relaxed).to_value(),
             "dropped" => self.counters.dropped.load(Ordering::Relaxed).to_value(),
             _ => pspec.default_value().clone(),
@@ -282,7 +348,7 @@ impl BaseTransformImpl for DetectExport {
             .location
             .clone()
             .unwrap_or_else(|| "standard output".into());
-        let output = open_output(&settings.location).map_err(|e| {
+        let output = open_output(&settings.location, settings.append).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenWrite,
                 ["Could not open {} for writing: {}", name, e]

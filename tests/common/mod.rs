@@ -79,15 +79,21 @@ pub fn demo_clip() -> PathBuf {
             );
         }
     });
-    assert!(clip.exists(), "{} is missing: run scripts/fetch-media.sh", clip.display());
+    assert!(
+        clip.exists(),
+        "{} is missing: run scripts/fetch-media.sh",
+        clip.display()
+    );
     clip
 }
 
 /// The plugin library or an example program built by cargo next to the test binaries
-/// (`target/<profile>/`), building it first when it is missing: `cargo test` alone builds the
-/// library only to link the tests, and examples only as test harnesses. `what` is cargo's
-/// target selection (`["--lib"]`, `["--example", "rtsp_camera"]`).
+/// (`target/<profile>/`), brought up to date once per test binary: `cargo test` alone builds the
+/// library only to link the tests, and examples only as test harnesses, so a program run by a
+/// test could otherwise be missing or older than the code under test. `what` is cargo's target
+/// selection (`["--lib"]`, `["--example", "rtsp_camera"]`).
 pub fn built(relative_path: &str, what: &[&str]) -> PathBuf {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let profile_dir = std::env::current_exe()
         .expect("test binary path")
         .parent()
@@ -95,10 +101,12 @@ pub fn built(relative_path: &str, what: &[&str]) -> PathBuf {
         .expect("target/<profile>/deps")
         .to_path_buf();
     let path = profile_dir.join(relative_path);
-    if !path.exists() {
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if !done.iter().any(|p| p == relative_path) {
         let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo
             .arg("build")
+            .arg("--quiet")
             .args(what)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.file_name().is_some_and(|name| name == "release") {
@@ -107,10 +115,11 @@ pub fn built(relative_path: &str, what: &[&str]) -> PathBuf {
         let status = cargo.status();
         assert!(
             status.is_ok_and(|s| s.success()) && path.exists(),
-            "{} is missing and `cargo build {}` did not make it",
-            path.display(),
-            what.join(" ")
+            "`cargo build {}` did not make {}",
+            what.join(" "),
+            path.display()
         );
+        done.push(relative_path.to_string());
     }
     path
 }

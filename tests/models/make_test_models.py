@@ -11,6 +11,8 @@
 - bad_outputs.onnx: a valid graph with a usable image input but a single [1, 10] output that no
   decoder understands.
 - bad_input.onnx: a valid graph whose input is a [1, 10] vector, not an image.
+- huge_input.onnx: an SSD-style graph whose image input declares [1, 100000, 100000, 3] (30 GB
+  per frame): the element must refuse it with an error, not try to allocate a frame for it.
 - tiny_yolov8.onnx: a YOLOv8-layout stand-in (no YOLO detector ships in a package yet): float
   NCHW input [1, 3, 320, 320], output `output0` [1, 6, 100] (cx, cy, w, h, 2 class scores x 100
   candidates), constant: a class-0 box at (160, 120, 64, 128) scoring 0.9, an overlapping class-0
@@ -186,6 +188,35 @@ def bad_input():
     save(graph, "bad_input.onnx")
 
 
+def huge_input():
+    nodes = [
+        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
+        const("zero", np.array(0.0, dtype=np.float32)),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        const("box", np.array([[[0.25, 0.25, 0.75, 0.75]]], dtype=np.float32)),
+        helper.make_node("Add", ["box", "nothing"], ["detection_boxes"]),
+        const("class", np.array([[0.0]], dtype=np.float32)),
+        helper.make_node("Add", ["class", "nothing"], ["detection_classes"]),
+        const("score", np.array([[0.9]], dtype=np.float32)),
+        helper.make_node("Add", ["score", "nothing"], ["detection_scores"]),
+        const("count", np.array([1.0], dtype=np.float32)),
+        helper.make_node("Add", ["count", "nothing"], ["num_detections"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "huge_input",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 100000, 100000, 3])],
+        [
+            helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 1, 4]),
+            helper.make_tensor_value_info("detection_classes", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("num_detections", TensorProto.FLOAT, [1]),
+        ],
+    )
+    save(graph, "huge_input.onnx")
+
+
 def tiny_yolov8():
     candidates = np.zeros((1, 6, 100), dtype=np.float32)
     candidates[0, :, 0] = [160, 120, 64, 128, 0.9, 0.0]
@@ -285,3 +316,4 @@ if __name__ == "__main__":
     slow_ssd()
     bad_outputs()
     bad_input()
+    huge_input()
