@@ -14,7 +14,8 @@
 
 mod shared;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -44,6 +45,20 @@ fn redacted(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Camera names become recording file names (`NAME-N.mkv`): letters, digits, `-`, `_` and `.`
+/// only, not starting with `.`, so a name can neither leave the recording directory nor hide.
+fn check_camera_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || name.starts_with('.') || !name.chars().all(allowed) {
+        return Err(format!(
+            "camera name `{}` may hold only letters, digits, '-', '_' and '.' (at most 64, not \
+             starting with '.'): it names the recording files",
+            redacted(name)
+        ));
+    }
+    Ok(())
 }
 
 struct Camera {
@@ -120,6 +135,7 @@ fn read_config(path: &str) -> Result<(Vec<Camera>, Vec<String>), String> {
                 properties.push(format!("motion-gating={gating}"));
             }
             properties.extend(table_properties(&camera.detector)?);
+            check_camera_name(&camera.name)?;
             Ok(Camera {
                 name: camera.name,
                 url: camera.url,
@@ -159,6 +175,7 @@ fn parse_args() -> Result<Options, String> {
             } else {
                 name.to_string()
             };
+            check_camera_name(&name)?;
             options.cameras.push(Camera {
                 name,
                 url: arg[at..].to_string(),
@@ -257,33 +274,64 @@ fn main() {
     println!("all cameras stopped");
 }
 
+/// A camera's pipeline: RTSP in, detection, and either a fake sink or a recording to `recording`.
+/// Only fixed text is parsed; the URL and the file name are set as properties, so nothing a user
+/// typed can change the pipeline's shape. The returned counter counts frames that reached the
+/// recording's encoder.
 fn pipeline_for(
     url: &str,
     recording: Option<&std::path::Path>,
     properties: &[String],
-) -> Result<gst::Pipeline, String> {
-    let tail = match recording {
-        None => "fakesink sync=false".to_string(),
-        Some(path) => format!(
-            "detectoverlay ! videoconvert ! openh264enc ! h264parse ! matroskamux ! filesink location=\"{}\"",
-            path.display()
-        ),
-    };
-    let description = format!(
-        "rtspsrc name=source latency=200 protocols=tcp ! decodebin ! videoconvert ! \
-         asyncdetect name=detect ! {tail}"
-    );
-    let pipeline = gst::parse::launch(&description)
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_string())?;
+) -> Result<(gst::Pipeline, Arc<AtomicU64>), String> {
+    let pipeline = gst::parse::launch(
+        "rtspsrc name=source latency=200 protocols=tcp ! decodebin ! videoconvert ! asyncdetect name=detect",
+    )
+    .map_err(|e| e.to_string())?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "not a pipeline".to_string())?;
     pipeline
         .by_name("source")
         .ok_or("no rtspsrc")?
         .set_property("location", url);
     let detect = pipeline.by_name("detect").ok_or("no asyncdetect")?;
     apply_properties(&detect, properties)?;
-    Ok(pipeline)
+    let make = |factory: &str| {
+        gst::ElementFactory::make(factory)
+            .build()
+            .map_err(|_| format!("GStreamer has no {factory} element"))
+    };
+    let recorded_frames = Arc::new(AtomicU64::new(0));
+    let tail = match recording {
+        None => {
+            let sink = make("fakesink")?;
+            sink.set_property("sync", false);
+            vec![sink]
+        }
+        Some(path) => {
+            let encoder = make("openh264enc")?;
+            let counter = recorded_frames.clone();
+            encoder
+                .static_pad("sink")
+                .ok_or("openh264enc has no sink pad")?
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                });
+            let sink = make("filesink")?;
+            sink.set_property("location", path.display().to_string());
+            vec![
+                make("detectoverlay")?,
+                make("videoconvert")?,
+                encoder,
+                make("h264parse")?,
+                make("matroskamux")?,
+                sink,
+            ]
+        }
+    };
+    pipeline.add_many(&tail).map_err(|e| e.to_string())?;
+    gst::Element::link_many(std::iter::once(&detect).chain(&tail)).map_err(|e| e.to_string())?;
+    Ok((pipeline, recorded_frames))
 }
 
 /// Sets `property=value` settings on an `asyncdetect`, through each property's own parser: an
@@ -326,9 +374,17 @@ fn watch(name: &str, url: &str, record: Option<&std::path::Path>, properties: &[
             dir.join(format!("{name}-{recordings}.mkv"))
         });
         let ended = match pipeline_for(url, recording.as_deref(), properties) {
-            Ok(pipeline) => {
+            Ok((pipeline, recorded_frames)) => {
                 let ended = run(name, &pipeline, &mut backoff);
                 let _ = pipeline.set_state(gst::State::Null);
+                // A connection that never delivered video leaves no file behind (a dead camera
+                // would otherwise leave an empty one per attempt), and its number is used again.
+                if let Some(path) = &recording
+                    && recorded_frames.load(Ordering::Relaxed) == 0
+                {
+                    let _ = std::fs::remove_file(path);
+                    recordings -= 1;
+                }
                 ended
             }
             Err(e) => Ended::Lost(format!("cannot build the pipeline: {e}")),

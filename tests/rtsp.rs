@@ -234,15 +234,22 @@ fn cameras_from_a_config_file() {
     }
 }
 
-/// Camera URLs carry passwords: they never reach the output, not while connecting, not when the
-/// camera is lost, not in an argument error (shown as `user:***@`).
+/// A camera that cannot be reached, recorded: its URL's password never reaches the output (not
+/// while connecting, not when the camera is lost: shown as `user:***@`), and the failed attempts
+/// leave no recording files behind (one empty file per retry used to pile up).
 #[test]
-fn credentials_never_appear_in_the_output() {
+fn a_dead_camera_prints_no_credentials_and_records_nothing() {
     init();
     let port = free_port();
-    let (mut camera, lines, reader) =
-        run_camera(&[format!("gate=rtsp://admin:s3cret-pw@127.0.0.1:{port}/camera").as_ref()]);
+    let recordings = TempPath::new("dead-camera-recordings");
+    let (mut camera, lines, reader) = run_camera(&[
+        "--record".as_ref(),
+        recordings.as_os_str(),
+        format!("gate=rtsp://admin:s3cret-pw@127.0.0.1:{port}/camera").as_ref(),
+    ]);
     let mut seen = vec![wait_for(&lines, "connecting", 120)];
+    seen.push(wait_for(&lines, "retrying", 120));
+    seen.push(wait_for(&lines, "connecting", 120));
     seen.push(wait_for(&lines, "retrying", 120));
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(camera.id() as libc::pid_t, libc::SIGINT) };
@@ -252,6 +259,8 @@ fn credentials_never_appear_in_the_output() {
     assert!(status.success(), "{status}");
     assert!(seen[0].contains("admin:***@127.0.0.1"), "{seen:?}");
     assert!(!seen.iter().any(|l| l.contains("s3cret")), "{seen:?}");
+    let left: Vec<_> = std::fs::read_dir(&*recordings).unwrap().collect();
+    assert!(left.is_empty(), "files left by failed attempts: {left:?}");
 
     // A mistyped scheme is refused, and the refusal does not echo the password either.
     let output = Command::new(example("rtsp_camera"))
@@ -265,4 +274,17 @@ fn credentials_never_appear_in_the_output() {
         stderr.contains("unexpected argument") && !stderr.contains("s3cret"),
         "{stderr}"
     );
+
+    // A camera name cannot smuggle text into the recording pipeline or a path out of the
+    // recording directory: it is refused at start.
+    for name in ["x\" location=\"/tmp/elsewhere", "../outside", ".hidden"] {
+        let output = Command::new(example("rtsp_camera"))
+            .args(["--record".as_ref(), recordings.as_os_str()])
+            .arg(format!("{name}=rtsp://127.0.0.1:{port}/camera"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("camera name"), "{stderr}");
+    }
 }
