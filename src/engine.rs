@@ -83,6 +83,14 @@ pub fn environment(library: Option<&Path>) -> Result<Environment, EngineError> {
 fn create_environment(candidates: &[PathBuf]) -> Result<Environment, EngineError> {
     let mut failures = Vec::new();
     for candidate in candidates {
+        // A path (not a bare name for the loader's search) must be a regular file: loading a
+        // FIFO or a device would block or read without end.
+        if candidate.components().count() > 1
+            && let Err(e) = crate::files::check_regular_file(candidate, "library", u64::MAX)
+        {
+            failures.push(e);
+            continue;
+        }
         match ort::init_from(candidate) {
             Ok(builder) => {
                 return builder

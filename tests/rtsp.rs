@@ -232,6 +232,17 @@ fn cameras_from_a_config_file() {
         assert_eq!(output.status.code(), Some(2), "{message}");
         assert!(message.contains(named), "{message}");
     }
+    // Not a regular file: refused, not read until memory runs out.
+    let output = Command::new(example("rtsp_camera"))
+        .args(["--config", "/dev/zero"])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("/dev/zero") && message.contains("not a regular file"),
+        "{message}"
+    );
 }
 
 /// A camera that cannot be reached, recorded: its URL's password never reaches the output (not
