@@ -219,6 +219,27 @@ fn out_of_range_values_from_gst_launch_are_refused() {
         stderr.contains("threshold") && stderr.contains("out of range"),
         "{stderr}"
     );
+    // The model input's documented bound (4096): beyond it, refused by name.
+    let output = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=5",
+            "!",
+            "asyncdetect",
+            "input-width=16384",
+            "!",
+            "fakesink",
+        ])
+        .env("GST_PLUGIN_PATH", &plugin_dir)
+        .env_remove("G_DEBUG")
+        .output()
+        .expect("gst-launch-1.0 runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("input-width") && stderr.contains("out of range"),
+        "{stderr}"
+    );
 }
 
 /// The decoder can be forced; forcing one the model's outputs do not fit explains what was found.
