@@ -868,7 +868,8 @@ fn live_run(element: &str, fps: u32, seconds: f64) -> LiveRun {
     LiveRun {
         expected: (seconds * fps as f64).round() as u64,
         rendered: seen.rendered,
-        late: seen.arrived - seen.rendered,
+        // A buffer between the probe and the render when counting started is rendered, not arrived.
+        late: seen.arrived.saturating_sub(seen.rendered),
         worst_gap: seen.worst_gap,
         ages,
         inferred,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ndarray::{ArrayD, ArrayViewD, Axis, CowArray, IxDyn};
 use once_cell::sync::Lazy;
 use ort::environment::Environment;
-use ort::session::{Session, SessionOutputs};
+use ort::session::{RunOptions, Session, SessionOutputs};
 use ort::value::{PrimitiveTensorElementType, TensorElementType, TensorRef, ValueType};
 
 use crate::decode::{Decoder, DecoderChoice, OutputInfo, RawDetection};
@@ -39,12 +39,15 @@ pub enum EngineError {
     Model(String),
     /// Running the model failed.
     Inference(String),
+    /// The run was interrupted by [`RunCanceller::cancel`] (stop, flush, another model).
+    Cancelled,
 }
 
 impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EngineError::Runtime(m) | EngineError::Model(m) | EngineError::Inference(m) => f.write_str(m),
+            EngineError::Cancelled => f.write_str("the run was interrupted"),
         }
     }
 }
@@ -198,14 +201,87 @@ impl TensorData {
     }
 }
 
+/// Lets other threads interrupt one model user's runs (an element's): stopping, flushing or
+/// loading another model must not wait for an inference that may take seconds. Each frame is
+/// queued under the canceller's current epoch; [`cancel`](Self::cancel) starts a new epoch, so
+/// every frame queued before it is dropped from the queue, and a run whose frames are all such
+/// is told to stop by ONNX Runtime (between two of the model's operators).
+#[derive(Default)]
+pub struct RunCanceller {
+    epoch: AtomicU64,
+    /// The sessions this user's models run on (two during a model change).
+    sessions: Mutex<Vec<Weak<SharedSession>>>,
+}
+
+impl RunCanceller {
+    pub fn new() -> Arc<RunCanceller> {
+        Arc::default()
+    }
+
+    /// Interrupts every run and queued frame of this user from before the call.
+    pub fn cancel(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        // Collected first: the session's queue lock is never taken while holding ours.
+        let sessions: Vec<Arc<SharedSession>> = {
+            let mut sessions = lock(&self.sessions);
+            sessions.retain(|s| s.strong_count() > 0);
+            sessions.iter().filter_map(Weak::upgrade).collect()
+        };
+        for session in sessions {
+            session.interrupt_cancelled();
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn runs_on(&self, session: &Arc<SharedSession>) {
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|s| s.strong_count() > 0);
+        if !sessions
+            .iter()
+            .any(|s| std::ptr::eq(s.as_ptr(), Arc::as_ptr(session)))
+        {
+            sessions.push(Arc::downgrade(session));
+        }
+    }
+}
+
+/// Whose a queued or running frame is, and under which of its canceller's epochs it was queued.
+#[derive(Clone)]
+struct Owner {
+    canceller: Arc<RunCanceller>,
+    epoch: u64,
+}
+
+impl Owner {
+    fn cancelled(&self) -> bool {
+        self.canceller.epoch() != self.epoch
+    }
+}
+
 /// One frame waiting for the session.
 struct Request {
     ticket: u64,
     shape: [usize; 4],
     data: TensorData,
+    owner: Owner,
 }
 
-type RunOutcome = Result<Vec<ArrayD<f32>>, String>;
+#[derive(Debug, Clone, PartialEq)]
+enum RunError {
+    Failed(String),
+    Cancelled,
+}
+
+type RunOutcome = Result<Vec<ArrayD<f32>>, RunError>;
+
+/// A batch running on a lane: how to interrupt it, and whose frames it holds.
+struct RunningBatch {
+    options: Arc<RunOptions>,
+    owners: Vec<Owner>,
+}
 
 #[derive(Default)]
 struct RunQueue {
@@ -221,6 +297,8 @@ struct RunQueue {
     lane_limit: usize,
     /// Why the last lane could not be opened, until a model reports it.
     lane_error: Option<String>,
+    /// What runs on each busy lane.
+    running: HashMap<usize, RunningBatch>,
 }
 
 /// One model instance shared by every element that names it, and the queue in front of it. Frames
@@ -272,16 +350,41 @@ impl SharedSession {
         }
     }
 
-    /// Queues one frame and returns its outputs (batch dimension 1) once it has been run.
+    /// Queues one frame and returns its outputs (batch dimension 1) once it has been run, or
+    /// [`RunError::Cancelled`] once `canceller` interrupts it.
     /// Also hands back `data`, so the caller can fill it again without a new allocation.
-    fn run(&self, shape: [usize; 4], data: TensorData) -> (RunOutcome, TensorData) {
+    fn run(
+        &self,
+        shape: [usize; 4],
+        data: TensorData,
+        canceller: &Arc<RunCanceller>,
+    ) -> (RunOutcome, TensorData) {
+        let owner = Owner {
+            canceller: canceller.clone(),
+            epoch: canceller.epoch(),
+        };
         let mut queue = lock(&self.queue);
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
-        queue.waiting.push_back(Request { ticket, shape, data });
+        queue.waiting.push_back(Request {
+            ticket,
+            shape,
+            data,
+            owner,
+        });
         loop {
             if let Some(outcome) = queue.finished.remove(&ticket) {
                 return outcome;
+            }
+            if let Some(position) = queue
+                .waiting
+                .iter()
+                .position(|r| r.ticket == ticket && r.owner.cancelled())
+                && let Some(request) = queue.waiting.remove(position)
+            {
+                // Another frame may be at the head now.
+                self.turn.notify_all();
+                return (Err(RunError::Cancelled), request.data);
             }
             let at_head = queue.waiting.front().is_some_and(|r| r.ticket == ticket);
             let lane = if !at_head {
@@ -295,13 +398,41 @@ impl SharedSession {
                 None
             };
             if let Some(lane) = lane {
-                let batch = self.take_batch(&mut queue.waiting);
+                let batch = self.take_batch(&mut queue);
+                // Fatal errors only in ONNX Runtime's own log: an interrupted run is not an error
+                // to print, and a failed one reaches the element as an error anyway.
+                let options = RunOptions::new().and_then(|mut options| {
+                    options.set_log_level(ort::logging::LogLevel::Fatal)?;
+                    Ok(options)
+                });
+                let options = match options {
+                    Ok(options) => Arc::new(options),
+                    Err(e) => {
+                        let error = RunError::Failed(format!("could not prepare a run: {e}"));
+                        for request in batch {
+                            queue
+                                .finished
+                                .insert(request.ticket, (Err(error.clone()), request.data));
+                        }
+                        queue.free_lanes.push(lane);
+                        self.turn.notify_all();
+                        continue;
+                    }
+                };
+                queue.running.insert(
+                    lane,
+                    RunningBatch {
+                        options: options.clone(),
+                        owners: batch.iter().map(|r| r.owner.clone()).collect(),
+                    },
+                );
                 drop(queue);
                 // The next frame may be at the head now, and another lane free for it.
                 self.turn.notify_all();
                 if let Err(e) = self.ensure_lane(lane) {
                     // No more lanes than the ones that opened; the frames go back to the head.
                     queue = lock(&self.queue);
+                    queue.running.remove(&lane);
                     queue.lane_limit = lane;
                     queue.opened = lane;
                     for request in batch.into_iter().rev() {
@@ -310,15 +441,22 @@ impl SharedSession {
                     queue.lane_error = Some(e);
                     continue;
                 }
-                let outcomes = panic::catch_unwind(AssertUnwindSafe(|| self.run_batch(lane, &batch)))
-                    .unwrap_or_else(|_| {
-                        batch
-                            .iter()
-                            .map(|_| Err("ONNX Runtime panicked".to_string()))
-                            .collect()
-                    });
+                let outcomes =
+                    panic::catch_unwind(AssertUnwindSafe(|| self.run_batch(lane, &batch, &options)))
+                        .unwrap_or_else(|_| {
+                            batch
+                                .iter()
+                                .map(|_| Err(RunError::Failed("ONNX Runtime panicked".to_string())))
+                                .collect()
+                        });
                 queue = lock(&self.queue);
+                queue.running.remove(&lane);
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    // A run told to stop fails; its frames were cancelled, not broken.
+                    let outcome = match outcome {
+                        Err(_) if request.owner.cancelled() => Err(RunError::Cancelled),
+                        other => other,
+                    };
                     queue.finished.insert(request.ticket, (outcome, request.data));
                 }
                 queue.free_lanes.push(lane);
@@ -339,23 +477,46 @@ impl SharedSession {
         Ok(())
     }
 
-    /// The head of the queue and the frames right behind it that fit in the same batch.
-    fn take_batch(&self, waiting: &mut VecDeque<Request>) -> Vec<Request> {
+    /// The head of the queue and the frames right behind it that fit in the same batch. Frames
+    /// cancelled while they waited are handed back to their owners instead.
+    fn take_batch(&self, queue: &mut RunQueue) -> Vec<Request> {
         let mut batch: Vec<Request> = Vec::new();
-        while let Some(next) = waiting.front() {
+        while let Some(next) = queue.waiting.front() {
+            if next.owner.cancelled() {
+                if let Some(request) = queue.waiting.pop_front() {
+                    queue
+                        .finished
+                        .insert(request.ticket, (Err(RunError::Cancelled), request.data));
+                }
+                continue;
+            }
             let fits = batch.first().is_none_or(|first| {
                 batch.len() < self.max_batch && first.shape == next.shape && first.data.same_kind(&next.data)
             });
             if !fits {
                 break;
             }
-            batch.extend(waiting.pop_front());
+            batch.extend(queue.waiting.pop_front());
         }
         batch
     }
 
-    fn run_batch(&self, lane: usize, batch: &[Request]) -> Vec<RunOutcome> {
-        let fail = |e: String| batch.iter().map(|_| Err(e.clone())).collect();
+    /// Stops every running batch whose frames were all cancelled, and wakes the waiting callers so
+    /// cancelled ones leave the queue.
+    fn interrupt_cancelled(&self) {
+        let queue = lock(&self.queue);
+        for running in queue.running.values() {
+            if running.owners.iter().all(Owner::cancelled) {
+                // Failing to set the flag only means the run ends in its own time.
+                let _ = running.options.terminate();
+            }
+        }
+        drop(queue);
+        self.turn.notify_all();
+    }
+
+    fn run_batch(&self, lane: usize, batch: &[Request], options: &RunOptions) -> Vec<RunOutcome> {
+        let fail = |e: String| batch.iter().map(|_| Err(RunError::Failed(e.clone()))).collect();
         let Some(first) = batch.first() else {
             return Vec::new();
         };
@@ -374,7 +535,7 @@ impl SharedSession {
                         TensorData::F32(_) => None,
                     })
                     .collect();
-                run_joined(&mut session, shape, &parts)
+                run_joined(&mut session, shape, &parts, options)
             }
             TensorData::F32(_) => {
                 let parts: Vec<&[f32]> = batch
@@ -384,7 +545,7 @@ impl SharedSession {
                         TensorData::U8(_) => None,
                     })
                     .collect();
-                run_joined(&mut session, shape, &parts)
+                run_joined(&mut session, shape, &parts, options)
             }
         };
         drop(session);
@@ -404,6 +565,7 @@ fn run_joined<T: PrimitiveTensorElementType + fmt::Debug + Copy + 'static>(
     session: &mut Session,
     shape: [usize; 4],
     parts: &[&[T]],
+    options: &RunOptions,
 ) -> Result<Vec<Vec<ArrayD<f32>>>, String> {
     let joined: Vec<T>;
     let data: &[T] = match parts {
@@ -414,7 +576,9 @@ fn run_joined<T: PrimitiveTensorElementType + fmt::Debug + Copy + 'static>(
         }
     };
     let tensor = TensorRef::from_array_view((shape, data)).map_err(|e| e.to_string())?;
-    let outputs = session.run(ort::inputs![tensor]).map_err(|e| e.to_string())?;
+    let outputs = session
+        .run_with_options(ort::inputs![tensor], options)
+        .map_err(|e| e.to_string())?;
     split_outputs(&outputs, parts.len())
 }
 
@@ -475,11 +639,14 @@ impl fmt::Debug for SessionUsers {
 /// A loaded model, ready to run. Owned by one thread at a time; its session may be shared.
 pub struct Model {
     session: Arc<SharedSession>,
+    canceller: Arc<RunCanceller>,
     /// The last frame's tensor buffer, filled again for the next one.
     spare: Option<TensorData>,
     input: InputSpec,
     decoder: Decoder,
     labels: Labels,
+    /// How long the run in [`load`](Self::load) took: a first estimate of the model's cost.
+    first_run: Duration,
 }
 
 fn element_type(ty: &TensorElementType) -> Option<ElementType> {
@@ -493,7 +660,14 @@ fn element_type(ty: &TensorElementType) -> Option<ElementType> {
 impl Model {
     /// Builds the session, works out the input layout and picks the output decoder, then runs the
     /// model once so the first real frame does not pay for ONNX Runtime's lazy initialisation.
-    pub fn load(source: &ModelSource, labels: Labels, options: &ModelOptions) -> Result<Model, EngineError> {
+    /// `warm_up` can interrupt that first run, `frames` every later one.
+    pub fn load(
+        source: &ModelSource,
+        labels: Labels,
+        options: &ModelOptions,
+        warm_up: &Arc<RunCanceller>,
+        frames: &Arc<RunCanceller>,
+    ) -> Result<Model, EngineError> {
         let environment = environment(options.library.as_deref())?;
         let model_error =
             |what: &str, e: ort::Error| EngineError::Model(format!("{what} model {source}: {e}"));
@@ -595,18 +769,33 @@ impl Model {
         sessions.insert(key, Arc::downgrade(&shared));
         drop(sessions);
 
+        warm_up.runs_on(&shared);
+        frames.runs_on(&shared);
         let mut model = Model {
             session: shared,
+            canceller: warm_up.clone(),
             spare: None,
             input,
             decoder,
             labels,
+            first_run: Duration::ZERO,
         };
         let blank = vec![0u8; model.input.tensor_len()];
+        let started = Instant::now();
         model
             .run_raw(&blank, model.input.width * 3)
-            .map_err(|e| EngineError::Model(format!("model {source} failed its first run: {e}")))?;
+            .map_err(|e| match e {
+                EngineError::Cancelled => EngineError::Cancelled,
+                e => EngineError::Model(format!("model {source} failed its first run: {e}")),
+            })?;
+        model.first_run = started.elapsed();
+        model.canceller = frames.clone();
         Ok(model)
+    }
+
+    /// How long the first run (on a blank frame, while loading) took.
+    pub fn first_run_time(&self) -> Duration {
+        self.first_run
     }
 
     /// How many models share this one's session.
@@ -678,9 +867,12 @@ impl Model {
                 TensorData::F32(tensor)
             }
         };
-        let (outcome, data) = self.session.run(self.input.tensor_shape(), data);
+        let (outcome, data) = self.session.run(self.input.tensor_shape(), data, &self.canceller);
         self.spare = Some(data);
-        let arrays = outcome.map_err(EngineError::Inference)?;
+        let arrays = outcome.map_err(|e| match e {
+            RunError::Failed(e) => EngineError::Inference(e),
+            RunError::Cancelled => EngineError::Cancelled,
+        })?;
         let views: Vec<ArrayViewD<'_, f32>> = arrays.iter().map(|a| a.view()).collect();
         self.decoder
             .decode(&views)

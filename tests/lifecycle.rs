@@ -87,9 +87,9 @@ fn start_stop_cycles_and_stopping_mid_inference() {
     );
     cycles.set_state(gst::State::Null).unwrap();
 
-    // Stopping while the slow model runs, in both modes: returns once that inference ends. The
-    // model is busy all the time (a frame waits whenever an inference ends), so after the first
-    // result the next inference is under way. The limit only catches a stop that hangs.
+    // Stopping while the slow model runs, in both modes (tests/interrupt.rs stops a run that never
+    // ends). The model is busy all the time (a frame waits whenever an inference ends), so after
+    // the first result the next inference is under way. The limit only catches a stop that hangs.
     let slow = data_path("models/slow_ssd.onnx");
     for mode in ["async", "sync"] {
         let p = pipeline(&format!(

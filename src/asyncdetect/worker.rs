@@ -20,7 +20,7 @@ use gst::prelude::*;
 use super::imp::CAT;
 use crate::convert::{ConvertedFrame, FrameConverter};
 use crate::detection::{Detection, DetectionFilter};
-use crate::engine::{Model, ModelOptions, ModelSource};
+use crate::engine::{Model, ModelOptions, ModelSource, RunCanceller};
 use crate::geometry::{Fit, Placement, Region};
 use crate::labels::Labels;
 use crate::lock;
@@ -290,6 +290,12 @@ pub struct Shared {
     outcome: Mutex<Outcome>,
     result_published: Condvar,
     pub stats: Arc<Statistics>,
+    /// Interrupts the running inference when stopping, flushing or changing the model, so none
+    /// of them waits for the model to finish a frame.
+    frame_canceller: Arc<RunCanceller>,
+    /// Interrupts a model's warm-up run when stopping or when a newer model is asked for (a
+    /// flush leaves a model change in progress alone).
+    load_canceller: Arc<RunCanceller>,
 }
 
 impl Shared {
@@ -387,6 +393,8 @@ impl Shared {
             outcome.latest = None;
         }
         self.result_published.notify_all();
+        // Its result would be dropped anyway (older generation): do not wait for it.
+        self.frame_canceller.cancel();
         let dropped = {
             let mut mailbox = lock(&self.mailbox);
             (mailbox.pending.take(), mailbox.prepared.take())
@@ -412,6 +420,8 @@ impl Shared {
         self.frame_prepared.notify_all();
         lock(&self.outcome).stopped = true;
         self.result_published.notify_all();
+        self.frame_canceller.cancel();
+        self.load_canceller.cancel();
     }
 
     /// The inference thread's next work: a reload, or a prepared frame (its inference starts).
@@ -499,6 +509,9 @@ impl Shared {
         let replaced = lock(&self.mailbox).reload.replace(config);
         drop(replaced);
         self.frame_prepared.notify_one();
+        // The new model is wanted now: the running frame (or a load still warming up) stops.
+        self.frame_canceller.cancel();
+        self.load_canceller.cancel();
     }
 
     /// A new model: the preparer converts for its input from now on, and its first timing
@@ -705,8 +718,25 @@ fn infer(
     }
     let source = config.source.clone();
     let mut labels_origin = config.labels_origin.clone();
-    let mut model = match Model::load(&config.source, config.labels, &config.options) {
+    let load = || {
+        Model::load(
+            &config.source,
+            config.labels.clone(),
+            &config.options,
+            &shared.load_canceller,
+            &shared.frame_canceller,
+        )
+    };
+    // A newer model asked for during the warm-up interrupts it: this one is still needed until
+    // the newer one loads, so it loads again (the loop below then applies the change).
+    let mut loaded = load();
+    while matches!(loaded, Err(crate::engine::EngineError::Cancelled)) && !lock(&shared.mailbox).shutdown {
+        loaded = load();
+    }
+    let mut model = match loaded {
         Ok(model) => model,
+        // Stopped while warming up.
+        Err(crate::engine::EngineError::Cancelled) => return,
         Err(e) => {
             let kind = match &e {
                 crate::engine::EngineError::Runtime(_) => gst::LibraryError::Init,
@@ -741,7 +771,13 @@ fn infer(
             Work::Reload(config) => {
                 let config = *config;
                 let load_start = Instant::now();
-                match Model::load(&config.source, config.labels, &config.options) {
+                match Model::load(
+                    &config.source,
+                    config.labels,
+                    &config.options,
+                    &shared.load_canceller,
+                    &shared.frame_canceller,
+                ) {
                     Ok(new_model) => {
                         model = new_model;
                         labels_origin = config.labels_origin.clone();
@@ -758,6 +794,8 @@ fn infer(
                         );
                         motion_gate.reset();
                     }
+                    // Interrupted by a stop or a newer model: nothing to report.
+                    Err(crate::engine::EngineError::Cancelled) => {}
                     Err(e) => {
                         if let Some(element) = weak.upgrade() {
                             gst::element_warning!(
@@ -879,6 +917,8 @@ fn infer(
                         }
                         Some(filter.apply(detections))
                     }
+                    // Interrupted by a flush, a stop or a new model: no result for this frame.
+                    Err(crate::engine::EngineError::Cancelled) => None,
                     Err(e) => {
                         fail_with(
                             weak,
@@ -956,9 +996,9 @@ fn infer(
     }
 }
 
-/// Logs a freshly loaded model, seeds the latency estimate with one timed run on a blank frame
-/// (sync mode reports it in the LATENCY query; async mode uses it to time hand-overs) and tells
-/// the preparer what to convert frames to.
+/// Logs a freshly loaded model, seeds the latency estimate with its warm-up run (sync mode reports
+/// it in the LATENCY query; async mode uses it to time hand-overs) and tells the preparer what to
+/// convert frames to.
 fn model_ready(
     weak: &glib::WeakRef<super::AsyncDetect>,
     shared: &Shared,
@@ -970,11 +1010,7 @@ fn model_ready(
 ) {
     *lock(&shared.stats.session) = model.session_users();
     let input = model.input().clone();
-    let blank = vec![0u8; input.tensor_len()];
-    let took = model
-        .detect_timed(&blank, input.width * 3)
-        .ok()
-        .map(|(_, took)| took);
+    let took = Some(model.first_run_time());
     shared.model_loaded(
         InputTarget {
             channel_order: input.channel_order,

@@ -11,6 +11,10 @@
 - bad_outputs.onnx: a valid graph with a usable image input but a single [1, 10] output that no
   decoder understands.
 - bad_input.onnx: a valid graph whose input is a [1, 10] vector, not an image.
+- endless_ssd.onnx: an SSD-style graph (uint8 [1, 300, 300, 3], one `person` like slow_ssd.onnx)
+  that returns at once on an all-black frame (the element's warm-up) and otherwise loops 10^8
+  times (many minutes on any machine): a run that never ends by itself, for the tests that stop,
+  flush or change the model while an inference runs.
 - huge_input.onnx: an SSD-style graph whose image input declares [1, 100000, 100000, 3] (30 GB
   per frame): the element must refuse it with an error, not try to allocate a frame for it.
 - tiny_yolov8.onnx: a YOLOv8-layout stand-in (no YOLO detector ships in a package yet): float
@@ -188,6 +192,52 @@ def bad_input():
     save(graph, "bad_input.onnx")
 
 
+def endless_ssd():
+    body = busy_loop_body(64)
+    nodes = [
+        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMax", ["pixels"], ["brightest"], keepdims=0),
+        # 1 for any frame that is not all black, 0 for the warm-up's blank frame.
+        helper.make_node("Sign", ["brightest"], ["not_black"]),
+        const("iterations", np.array(100_000_000.0, dtype=np.float32)),
+        helper.make_node("Mul", ["not_black", "iterations"], ["trips_float"]),
+        helper.make_node("Cast", ["trips_float"], ["trip_count"], to=TensorProto.INT64),
+        const("starts", np.array([0, 0, 0, 0], dtype=np.int64)),
+        const("ends", np.array([1, 64, 64, 1], dtype=np.int64)),
+        helper.make_node("Slice", ["pixels", "starts", "ends"], ["patch"]),
+        const("inv_255", np.array(1.0 / 255.0, dtype=np.float32)),
+        helper.make_node("Mul", ["patch", "inv_255"], ["patch_unit"]),
+        const("matrix_shape", np.array([64, 64], dtype=np.int64)),
+        helper.make_node("Reshape", ["patch_unit", "matrix_shape"], ["first_state"]),
+        const("matrix", loop_matrix(64)),
+        const("keep_going", np.array(True)),
+        helper.make_node("Loop", ["trip_count", "keep_going", "first_state"], ["busy_result"], body=body),
+        helper.make_node("ReduceMean", ["busy_result"], ["busy_mean"], keepdims=0),
+        const("zero", np.array(0.0, dtype=np.float32)),
+        helper.make_node("Mul", ["busy_mean", "zero"], ["nothing"]),
+        const("box", np.array([[[0.25, 0.25, 0.75, 0.75]]], dtype=np.float32)),
+        helper.make_node("Add", ["box", "nothing"], ["detection_boxes"]),
+        const("class", np.array([[0.0]], dtype=np.float32)),
+        helper.make_node("Add", ["class", "nothing"], ["detection_classes"]),
+        const("score", np.array([[0.9]], dtype=np.float32)),
+        helper.make_node("Add", ["score", "nothing"], ["detection_scores"]),
+        const("count", np.array([1.0], dtype=np.float32)),
+        helper.make_node("Add", ["count", "nothing"], ["num_detections"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "endless_ssd",
+        [image_input()],
+        [
+            helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 1, 4]),
+            helper.make_tensor_value_info("detection_classes", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("num_detections", TensorProto.FLOAT, [1]),
+        ],
+    )
+    save(graph, "endless_ssd.onnx")
+
+
 def huge_input():
     nodes = [
         helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
@@ -317,3 +367,4 @@ if __name__ == "__main__":
     bad_outputs()
     bad_input()
     huge_input()
+    endless_ssd()

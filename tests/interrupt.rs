@@ -1,0 +1,228 @@
+//! Stop, flush and model change while an inference runs: none of them waits for the model to
+//! finish the frame. The model here (`tests/models/endless_ssd.onnx`) never finishes a frame that
+//! is not all black, so a test passes only if the run is interrupted, on any machine; the
+//! deadlines only catch a hang.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+fn pipeline(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// `tests/models/endless_ssd.onnx`: a run on any frame that is not all black never ends by
+/// itself (it returns at once on black frames, such as the element's warm-up).
+fn endless_model() -> String {
+    data_path("models/endless_ssd.onnx").display().to_string()
+}
+
+/// Ends the test process with a failure: an element stuck in a run that never ends cannot be
+/// stopped, so unwinding (which stops the harness or the pipeline) would hang too.
+fn hung(what: &str) -> ! {
+    eprintln!("FAILED: {what} waited for an inference that never ends");
+    std::process::exit(1);
+}
+
+/// Runs `f` on another thread; fails if it has not returned within `seconds`. Only a hang runs
+/// into this: an interrupted inference ends within milliseconds, an uninterrupted one never.
+fn within<T: Send + 'static>(seconds: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    result
+        .recv_timeout(Duration::from_secs(seconds))
+        .unwrap_or_else(|_| hung(what))
+}
+
+/// Stopping while a run that never ends is under way, in both modes: the stop interrupts it
+/// instead of waiting for it (so it returns at all), no inference ever completed, and the
+/// threads are joined.
+#[test]
+fn stopping_interrupts_a_running_inference() {
+    init();
+    for mode in ["async", "sync"] {
+        let p = pipeline(&format!(
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+             asyncdetect name=d mode={mode} threads=1 model-location={} ! fakesink",
+            endless_model()
+        ));
+        p.set_state(gst::State::Playing).unwrap();
+        let detect = p.by_name("d").unwrap();
+        // A frame reached the element: in sync mode its inference starts at once; in async mode
+        // the idle model takes it at once.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while detect.property::<u64>("frames-in") < 1 {
+            assert!(Instant::now() < deadline, "{mode}: no frame arrived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let stopping = p.clone();
+        within(60, &format!("{mode}: stopping"), move || {
+            stopping.set_state(gst::State::Null).unwrap()
+        });
+        assert_eq!(
+            detect.property::<u64>("frames-inferred"),
+            0,
+            "{mode}: no run ended by itself"
+        );
+    }
+}
+
+/// A frame bright enough to start a run that never ends.
+fn bright_frame(index: u64) -> gst::Buffer {
+    timestamped(
+        &gst::Buffer::from_mut_slice(vec![200u8; 320 * 240 * 3 / 2]),
+        index,
+    )
+}
+
+/// A black frame: the same model answers it at once.
+fn black_frame(index: u64) -> gst::Buffer {
+    let mut data = vec![0u8; 320 * 240 * 3 / 2];
+    // I420 black: Y 0, chroma neutral... which the model sees as RGB 0 only with Y 16; the
+    // converter maps Y 0 and neutral chroma to black.
+    data[320 * 240..].fill(128);
+    timestamped(&gst::Buffer::from_mut_slice(data), index)
+}
+
+fn i420_caps() -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", 320)
+        .field("height", 240)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
+}
+
+/// The `timestamp` of the next result message on `bus`, waiting at most `seconds`.
+fn next_result(bus: &gst::Bus, seconds: u64) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(left.as_nanos() as u64),
+            &[gst::MessageType::Element],
+        )?;
+        if let Some(s) = message.structure()
+            && s.name() == "asyncdetect"
+        {
+            return s.get::<u64>("timestamp").ok();
+        }
+    }
+}
+
+/// A flush (what a flushing seek sends) while a run that never ends is under way, in async mode:
+/// the run is interrupted, so the frames after the flush get results (they could not, were the
+/// model still busy with the frame from before it).
+#[test]
+fn a_flush_interrupts_the_running_inference() {
+    init();
+    let (mut h, bus, detect) = harness_with_bus(
+        &[
+            ("model-location", endless_model().to_value()),
+            ("threads", 1u32.to_value()),
+        ],
+        &i420_caps(),
+    );
+    h.push(bright_frame(0)).unwrap();
+    h.pull().unwrap();
+    // The idle model takes the frame at once; let its run get under way.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(
+        &gst::FormattedSegment::<gst::ClockTime>::new(),
+    ));
+    for index in 1..=3 {
+        h.push(black_frame(index)).unwrap();
+        h.pull().unwrap();
+    }
+    let timestamp = next_result(&bus, 60).unwrap_or_else(|| hung("the first frame after the flush"));
+    assert!(
+        timestamp >= 33_000_000,
+        "a frame from after the flush was inferred: {timestamp}"
+    );
+    assert!(detect.property::<u64>("frames-inferred") >= 1);
+}
+
+/// The same in sync mode: a flush releases the buffer waiting for its never-ending result, and
+/// the next frame is answered instead of waiting behind that run (the re-preroll after a seek).
+#[test]
+fn a_flush_in_sync_mode_does_not_wait_for_the_running_inference() {
+    init();
+    let (mut h, _bus, _detect) = harness_with_bus(
+        &[
+            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
+            ("model-location", endless_model().to_value()),
+            ("threads", 1u32.to_value()),
+        ],
+        &i420_caps(),
+    );
+    // One black frame first: caps, segment and the model are in place.
+    h.push(black_frame(0)).unwrap();
+    h.pull().unwrap();
+    let srcpad = h.srcpad().expect("the harness's source pad");
+    let (pushed, waiting) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = pushed.send(srcpad.push(bright_frame(1)));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    let released = waiting
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| hung("the buffer waiting when the flush came"));
+    assert_eq!(released, Err(gst::FlowError::Flushing));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(
+        &gst::FormattedSegment::<gst::ClockTime>::new(),
+    ));
+    let srcpad = h.srcpad().expect("the harness's source pad");
+    let answered = within(60, "the frame after the flush", move || {
+        srcpad.push(black_frame(2))
+    });
+    assert_eq!(answered, Ok(gst::FlowSuccess::Ok));
+}
+
+/// Changing the model while a run that never ends is under way: the run is interrupted and the
+/// new model (the built-in one) answers the next frames.
+#[test]
+fn a_model_change_interrupts_the_running_inference() {
+    init();
+    let (mut h, bus, detect) = harness_with_bus(
+        &[
+            ("model-location", endless_model().to_value()),
+            ("threads", 1u32.to_value()),
+        ],
+        &i420_caps(),
+    );
+    h.push(bright_frame(0)).unwrap();
+    h.pull().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    detect.set_property("model-location", None::<String>);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut index = 1;
+    let timestamp = loop {
+        if Instant::now() > deadline {
+            hung("the model change");
+        }
+        h.push(bright_frame(index)).unwrap();
+        h.pull().unwrap();
+        index += 1;
+        // Each frame waits up to a second for a result, then the next is pushed.
+        if let Some(timestamp) = next_result(&bus, 1) {
+            break timestamp;
+        }
+    };
+    assert!(
+        timestamp >= 33_000_000,
+        "answered a frame from after the change: {timestamp}"
+    );
+}
