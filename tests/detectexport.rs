@@ -115,10 +115,7 @@ fn new_results_only_and_foreign_metas() {
 #[test]
 fn a_slow_output_does_not_hold_up_the_stream() {
     init();
-    let fifo = temp_path("slow.fifo");
-    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = TempPath::fifo("slow.fifo");
     let buffers = 3000u64;
     let (all_through, all_through_seen) = std::sync::mpsc::channel::<()>();
     let reader_path = fifo.to_path_buf();
@@ -192,10 +189,7 @@ fn unwritable_location_is_named() {
 #[test]
 fn a_fifo_nobody_reads_is_an_error_not_a_hang() {
     init();
-    let fifo = temp_path("unread.fifo");
-    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = TempPath::fifo("unread.fifo");
     let description = format!(
         "videotestsrc num-buffers=3 ! detectexport location={} ! fakesink",
         fifo.display()

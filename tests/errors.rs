@@ -196,23 +196,16 @@ fn a_labels_file_with_too_few_names_is_reported() {
 /// the pipeline still runs with the default, nothing aborts.
 #[test]
 fn out_of_range_values_from_gst_launch_are_refused() {
-    let plugin = built("libgstasyncdetect.so", &["--lib"]);
-    let plugin_dir = plugin.parent().expect("plugin directory").to_path_buf();
-    let output = std::process::Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            "num-buffers=5",
-            "!",
-            "asyncdetect",
-            "threshold=2",
-            "!",
-            "fakesink",
-        ])
-        .env("GST_PLUGIN_PATH", &plugin_dir)
-        .env_remove("G_DEBUG")
-        .output()
-        .expect("gst-launch-1.0 runs");
+    let output = gst_launch_with_plugin(&[
+        "-q",
+        "videotestsrc",
+        "num-buffers=5",
+        "!",
+        "asyncdetect",
+        "threshold=2",
+        "!",
+        "fakesink",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
@@ -220,21 +213,16 @@ fn out_of_range_values_from_gst_launch_are_refused() {
         "{stderr}"
     );
     // The model input's documented bound (4096): beyond it, refused by name.
-    let output = std::process::Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            "num-buffers=5",
-            "!",
-            "asyncdetect",
-            "input-width=16384",
-            "!",
-            "fakesink",
-        ])
-        .env("GST_PLUGIN_PATH", &plugin_dir)
-        .env_remove("G_DEBUG")
-        .output()
-        .expect("gst-launch-1.0 runs");
+    let output = gst_launch_with_plugin(&[
+        "-q",
+        "videotestsrc",
+        "num-buffers=5",
+        "!",
+        "asyncdetect",
+        "input-width=16384",
+        "!",
+        "fakesink",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("input-width") && stderr.contains("out of range"),
@@ -267,6 +255,18 @@ fn a_forced_decoder_that_does_not_fit_is_explained() {
     );
 }
 
+/// Runs `gst-launch-1.0 ARGS` with this build of the plugin (in a child process: a regression that
+/// aborts fails the test, not the test runner).
+fn gst_launch_with_plugin(args: &[&str]) -> std::process::Output {
+    let plugin = built("libgstasyncdetect.so", &["--lib"]);
+    std::process::Command::new("gst-launch-1.0")
+        .args(args)
+        .env("GST_PLUGIN_PATH", plugin.parent().expect("plugin directory"))
+        .env_remove("G_DEBUG")
+        .output()
+        .expect("gst-launch-1.0 runs")
+}
+
 /// Runs `f` on another thread and returns its result, or fails the test if it has not returned
 /// within `seconds` (a hang is a failure here, not a stuck test run).
 fn within<T: Send + 'static>(seconds: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -293,10 +293,7 @@ fn labels_that_are_not_regular_text_files_are_refused_at_once() {
         "{error}"
     );
 
-    let fifo = TempPath::new("labels.fifo");
-    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = TempPath::fifo("labels.fifo");
     let location = format!("labels-location={}", fifo.display());
     let error = within(60, "a labels FIFO", move || error_of(&location));
     assert!(
@@ -304,13 +301,7 @@ fn labels_that_are_not_regular_text_files_are_refused_at_once() {
         "{error}"
     );
 
-    // Sparse: no disk space used.
-    let huge = TempPath::with_contents("huge-labels.txt", b"");
-    std::fs::File::options()
-        .write(true)
-        .open(&*huge)
-        .and_then(|f| f.set_len(64 << 20))
-        .unwrap();
+    let huge = TempPath::sparse("huge-labels.txt", 64 << 20);
     let error = error_of(&format!("labels-location={}", huge.display()));
     assert!(
         error.contains("huge-labels.txt") && error.contains("bytes"),
@@ -342,23 +333,14 @@ fn labels_that_are_not_regular_text_files_are_refused_at_once() {
 #[test]
 fn model_files_are_checked_before_they_are_read() {
     init();
-    let sparse = |name: &str, len: u64| {
-        let file = TempPath::with_contents(name, b"");
-        std::fs::File::options()
-            .write(true)
-            .open(&*file)
-            .and_then(|f| f.set_len(len))
-            .unwrap();
-        file
-    };
-    let two_gib = sparse("two-gib.onnx", 2 << 30);
+    let two_gib = TempPath::sparse("two-gib.onnx", 2 << 30);
     let error = error_of(&format!("model-location={}", two_gib.display()));
     assert!(
         error.contains("two-gib.onnx") && error.contains("2147483648 bytes"),
         "{error}"
     );
 
-    let zeros = sparse("zeros.onnx", 256 << 20);
+    let zeros = TempPath::sparse("zeros.onnx", 256 << 20);
     let error = error_of(&format!("model-location={}", zeros.display()));
     assert!(error.contains("zeros.onnx") && error.contains("ONNX"), "{error}");
 
@@ -369,10 +351,7 @@ fn model_files_are_checked_before_they_are_read() {
         "{error}"
     );
 
-    let fifo = TempPath::new("model.fifo");
-    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = TempPath::fifo("model.fifo");
     let location = format!("model-location={}", fifo.display());
     let error = within(60, "a model FIFO", move || error_of(&location));
     assert!(error.contains("not a regular file"), "{error}");
@@ -383,16 +362,16 @@ fn model_files_are_checked_before_they_are_read() {
 /// than killing the test runner: the pipeline must end with an error naming the size.
 #[test]
 fn a_model_declaring_a_huge_input_is_an_error_not_an_abort() {
-    let plugin = built("libgstasyncdetect.so", &["--lib"]);
-    let model = data_path("models/huge_input.onnx");
-    let output = std::process::Command::new("gst-launch-1.0")
-        .args(["videotestsrc", "num-buffers=30", "!", "asyncdetect"])
-        .arg(format!("model-location={}", model.display()))
-        .args(["!", "fakesink"])
-        .env("GST_PLUGIN_PATH", plugin.parent().expect("plugin directory"))
-        .env_remove("G_DEBUG")
-        .output()
-        .expect("gst-launch-1.0 runs");
+    let model = format!("model-location={}", data_path("models/huge_input.onnx").display());
+    let output = gst_launch_with_plugin(&[
+        "videotestsrc",
+        "num-buffers=30",
+        "!",
+        "asyncdetect",
+        &model,
+        "!",
+        "fakesink",
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.code(),

@@ -102,6 +102,22 @@ fn i420_caps() -> gst::Caps {
         .build()
 }
 
+/// An async-mode detector with the endless model, its bus, and a bright frame pushed: the idle
+/// model takes it at once, and its run is under way when this returns.
+fn busy_with_a_run_that_never_ends() -> (gst_check::Harness, gst::Bus, gst::Element) {
+    let (mut h, bus, detect) = harness_with_bus(
+        &[
+            ("model-location", endless_model().to_value()),
+            ("threads", 1u32.to_value()),
+        ],
+        &i420_caps(),
+    );
+    h.push(bright_frame(0)).unwrap();
+    h.pull().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    (h, bus, detect)
+}
+
 /// The `timestamp` of the next result message on `bus`, waiting at most `seconds`.
 fn next_result(bus: &gst::Bus, seconds: u64) -> Option<u64> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -125,17 +141,7 @@ fn next_result(bus: &gst::Bus, seconds: u64) -> Option<u64> {
 #[test]
 fn a_flush_interrupts_the_running_inference() {
     init();
-    let (mut h, bus, detect) = harness_with_bus(
-        &[
-            ("model-location", endless_model().to_value()),
-            ("threads", 1u32.to_value()),
-        ],
-        &i420_caps(),
-    );
-    h.push(bright_frame(0)).unwrap();
-    h.pull().unwrap();
-    // The idle model takes the frame at once; let its run get under way.
-    std::thread::sleep(Duration::from_millis(200));
+    let (mut h, bus, detect) = busy_with_a_run_that_never_ends();
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     h.push_event(gst::event::Segment::new(
@@ -196,16 +202,7 @@ fn a_flush_in_sync_mode_does_not_wait_for_the_running_inference() {
 #[test]
 fn a_model_change_interrupts_the_running_inference() {
     init();
-    let (mut h, bus, detect) = harness_with_bus(
-        &[
-            ("model-location", endless_model().to_value()),
-            ("threads", 1u32.to_value()),
-        ],
-        &i420_caps(),
-    );
-    h.push(bright_frame(0)).unwrap();
-    h.pull().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let (mut h, bus, detect) = busy_with_a_run_that_never_ends();
     detect.set_property("model-location", None::<String>);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut index = 1;

@@ -38,6 +38,33 @@ impl TempPath {
     }
 }
 
+impl TempPath {
+    /// A FIFO (named pipe) nobody has opened yet.
+    pub fn fifo(name: &str) -> Self {
+        let path = TempPath::new(name);
+        let c_path = std::ffi::CString::new(path.0.display().to_string()).expect("a path without NUL");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(
+            unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) },
+            0,
+            "mkfifo {}",
+            path.0.display()
+        );
+        path
+    }
+
+    /// A sparse file of `len` bytes of zeros (no disk space used).
+    pub fn sparse(name: &str, len: u64) -> Self {
+        let path = TempPath::with_contents(name, b"");
+        std::fs::File::options()
+            .write(true)
+            .open(&path.0)
+            .and_then(|file| file.set_len(len))
+            .expect("sparse file");
+        path
+    }
+}
+
 impl std::ops::Deref for TempPath {
     type Target = std::path::Path;
     fn deref(&self) -> &std::path::Path {

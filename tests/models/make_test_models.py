@@ -92,6 +92,36 @@ def loop_matrix(size):
     return (magnitude * RNG.choice([-1.0, 1.0], (size, size))).astype(np.float32)
 
 
+def one_person_outputs(nothing):
+    """Nodes and outputs of an SSD-style post-processed detector (TF Object Detection API names)
+    that reports one `person` (class 0) at (0.25, 0.25)-(0.75, 0.75) with confidence 0.9. Each
+    output adds `nothing` (a zero computed from the input) so ONNX Runtime cannot fold the work
+    before it away."""
+    nodes = []
+    for name, value in (
+        ("detection_boxes", [[[0.25, 0.25, 0.75, 0.75]]]),
+        ("detection_classes", [[0.0]]),
+        ("detection_scores", [[0.9]]),
+        ("num_detections", [1.0]),
+    ):
+        nodes.append(const(name + "_value", np.array(value, dtype=np.float32)))
+        nodes.append(helper.make_node("Add", [name + "_value", nothing], [name]))
+    outputs = [
+        helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 1, 4]),
+        helper.make_tensor_value_info("detection_classes", TensorProto.FLOAT, [1, 1]),
+        helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 1]),
+        helper.make_tensor_value_info("num_detections", TensorProto.FLOAT, [1]),
+    ]
+    return nodes, outputs
+
+
+def save_one_person_model(nodes, name, image):
+    """Saves `nodes` (which compute a zero named `nothing` from the input `image`) followed by the
+    one-person outputs as `name`.onnx."""
+    outputs_nodes, outputs = one_person_outputs("nothing")
+    save(helper.make_graph(nodes + outputs_nodes, name, [image], outputs), name + ".onnx")
+
+
 def image_input(name="image"):
     return helper.make_tensor_value_info(name, TensorProto.UINT8, [1, 300, 300, 3])
 
@@ -142,25 +172,14 @@ def slow_ssd():
         helper.make_node("ReduceMean", [features], ["busy_mean"], keepdims=0),
         const("zero", np.array(0.0, dtype=np.float32)),
         helper.make_node("Mul", ["busy_mean", "zero"], ["nothing"]),
-        const("box", np.array([[[0.25, 0.25, 0.75, 0.75]]], dtype=np.float32)),
-        const("class", np.array([[0.0]], dtype=np.float32)),
-        const("score", np.array([[0.9]], dtype=np.float32)),
-        const("count", np.array([1.0], dtype=np.float32)),
-        helper.make_node("Add", ["box", "nothing"], ["detection_boxes"]),
-        helper.make_node("Add", ["class", "nothing"], ["detection_classes"]),
-        helper.make_node("Add", ["score", "nothing"], ["detection_scores"]),
-        helper.make_node("Add", ["count", "nothing"], ["num_detections"]),
     ]
+    outputs_nodes, outputs = one_person_outputs("nothing")
+    nodes += outputs_nodes
     graph = helper.make_graph(
         nodes,
         "slow_ssd",
         [image_input()],
-        [
-            helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 1, 4]),
-            helper.make_tensor_value_info("detection_classes", TensorProto.FLOAT, [1, 1]),
-            helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 1]),
-            helper.make_tensor_value_info("num_detections", TensorProto.FLOAT, [1]),
-        ],
+        outputs,
         initializer=initializers,
     )
     save(graph, "slow_ssd.onnx")
@@ -215,27 +234,8 @@ def endless_ssd():
         helper.make_node("ReduceMean", ["busy_result"], ["busy_mean"], keepdims=0),
         const("zero", np.array(0.0, dtype=np.float32)),
         helper.make_node("Mul", ["busy_mean", "zero"], ["nothing"]),
-        const("box", np.array([[[0.25, 0.25, 0.75, 0.75]]], dtype=np.float32)),
-        helper.make_node("Add", ["box", "nothing"], ["detection_boxes"]),
-        const("class", np.array([[0.0]], dtype=np.float32)),
-        helper.make_node("Add", ["class", "nothing"], ["detection_classes"]),
-        const("score", np.array([[0.9]], dtype=np.float32)),
-        helper.make_node("Add", ["score", "nothing"], ["detection_scores"]),
-        const("count", np.array([1.0], dtype=np.float32)),
-        helper.make_node("Add", ["count", "nothing"], ["num_detections"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "endless_ssd",
-        [image_input()],
-        [
-            helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 1, 4]),
-            helper.make_tensor_value_info("detection_classes", TensorProto.FLOAT, [1, 1]),
-            helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 1]),
-            helper.make_tensor_value_info("num_detections", TensorProto.FLOAT, [1]),
-        ],
-    )
-    save(graph, "endless_ssd.onnx")
+    save_one_person_model(nodes, "endless_ssd", image_input())
 
 
 def huge_input():
@@ -244,27 +244,8 @@ def huge_input():
         helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
         const("zero", np.array(0.0, dtype=np.float32)),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-        const("box", np.array([[[0.25, 0.25, 0.75, 0.75]]], dtype=np.float32)),
-        helper.make_node("Add", ["box", "nothing"], ["detection_boxes"]),
-        const("class", np.array([[0.0]], dtype=np.float32)),
-        helper.make_node("Add", ["class", "nothing"], ["detection_classes"]),
-        const("score", np.array([[0.9]], dtype=np.float32)),
-        helper.make_node("Add", ["score", "nothing"], ["detection_scores"]),
-        const("count", np.array([1.0], dtype=np.float32)),
-        helper.make_node("Add", ["count", "nothing"], ["num_detections"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "huge_input",
-        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 100000, 100000, 3])],
-        [
-            helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT, [1, 1, 4]),
-            helper.make_tensor_value_info("detection_classes", TensorProto.FLOAT, [1, 1]),
-            helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT, [1, 1]),
-            helper.make_tensor_value_info("num_detections", TensorProto.FLOAT, [1]),
-        ],
-    )
-    save(graph, "huge_input.onnx")
+    save_one_person_model(nodes, "huge_input", helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 100000, 100000, 3]))
 
 
 def tiny_yolov8():
