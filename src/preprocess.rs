@@ -31,7 +31,6 @@ pub enum ChannelOrder {
 /// What the user may set where the model cannot say (everything `None`/0 means "read the model").
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InputOverrides {
-    pub layout: Option<Layout>,
     pub channel_order: Option<ChannelOrder>,
     /// Used when the model's width or height is dynamic (or to override it); 0 = from the model.
     pub width: u32,
@@ -117,16 +116,15 @@ impl InputSpec {
                 describe()
             )));
         }
-        let layout = match overrides.layout {
-            Some(layout) => layout,
-            None if shape[3] == 3 => Layout::Nhwc,
-            None if shape[1] == 3 => Layout::Nchw,
-            None => {
-                return Err(InputError(format!(
-                    "{} has no 3-channel dimension; set input-layout if it is dynamic",
-                    describe()
-                )));
-            }
+        let layout = if shape[3] == 3 {
+            Layout::Nhwc
+        } else if shape[1] == 3 {
+            Layout::Nchw
+        } else {
+            return Err(InputError(format!(
+                "{} has no 3-channel dimension (NHWC [1,H,W,3] or NCHW [1,3,H,W])",
+                describe()
+            )));
         };
         let (channels, model_h, model_w) = match layout {
             Layout::Nhwc => (shape[3], shape[1], shape[2]),

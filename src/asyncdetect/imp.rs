@@ -281,7 +281,6 @@ impl AsyncDetect {
                 .map_err(|e| ConfigError::new(ConfigKind::Settings, format!("Invalid {}: {}", name, e)))
         };
         let input = InputOverrides {
-            layout: None,
             channel_order: match settings.channel_order {
                 AsyncDetectChannelOrder::Rgb => Some(ChannelOrder::Rgb),
                 AsyncDetectChannelOrder::Bgr => Some(ChannelOrder::Bgr),
@@ -725,7 +724,11 @@ impl ObjectImpl for AsyncDetect {
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-skipped")
                     .nick("Frames skipped")
-                    .blurb("Frames passed on without inference because the model was busy with another.")
+                    .blurb(
+                        "Frames passed on without inference (each still carries the newest result): left out \
+                         by interval or max-fps, not handed over because the model was busy, replaced by a \
+                         newer frame while waiting, or dropped by a flush.",
+                    )
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("inference-fps")

@@ -187,8 +187,6 @@ pub struct Statistics {
     pub frames_unchanged: AtomicU64,
     /// Smoothed conversion + inference + decoding time, in nanoseconds.
     pub inference_latency_ns: AtomicU64,
-    /// Smoothed colour conversion + scaling time, in nanoseconds.
-    pub preprocess_latency_ns: AtomicU64,
     completions: Mutex<VecDeque<Instant>>,
     session: Mutex<crate::engine::SessionUsers>,
 }
@@ -203,7 +201,6 @@ impl Statistics {
             &self.frames_skipped,
             &self.frames_unchanged,
             &self.inference_latency_ns,
-            &self.preprocess_latency_ns,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
@@ -227,10 +224,10 @@ impl Statistics {
         completions.len() as f64 / RATE_WINDOW.as_secs_f64()
     }
 
-    fn record(&self, preprocess: Duration, total: Duration) {
+    /// One inference finished; `total` is its conversion, model and decoding time.
+    fn record(&self, total: Duration) {
         self.frames_inferred.fetch_add(1, Ordering::Relaxed);
         smooth(&self.inference_latency_ns, total);
-        smooth(&self.preprocess_latency_ns, preprocess);
         let now = Instant::now();
         let mut completions = lock(&self.completions);
         // Pruned here too, not only when someone reads `inference-fps`: the list then never holds
@@ -951,7 +948,7 @@ fn infer(
             shared.finish_without_result(seq);
             continue;
         };
-        shared.stats.record(preprocess_time, elapsed);
+        shared.stats.record(elapsed);
         let (detections, tracks) = if tracking == super::AsyncDetectTracking::None {
             (detections, Vec::new())
         } else {
@@ -1091,7 +1088,7 @@ mod tests {
         if let Some(long_ago) = now.checked_sub(RATE_WINDOW * 3) {
             lock(&stats.completions).extend(std::iter::repeat_n(long_ago, 1000));
         }
-        stats.record(Duration::from_millis(1), Duration::from_millis(5));
+        stats.record(Duration::from_millis(5));
         assert_eq!(
             lock(&stats.completions).len(),
             1,
