@@ -114,8 +114,7 @@ fn read_config(path: &str) -> Result<(Vec<Camera>, Vec<String>), String> {
     // A regular file of bounded size: a FIFO or a device would hang or exhaust the program.
     const MAX_CONFIG_BYTES: u64 = 1 << 20;
     let file = std::path::Path::new(path);
-    let bytes = gstasyncdetect::files::check_regular_file(file, "config file", MAX_CONFIG_BYTES)
-        .and_then(|_| gstasyncdetect::files::read_bounded(file, "config file", MAX_CONFIG_BYTES))?;
+    let bytes = gstasyncdetect::files::read_regular_file(file, "config file", MAX_CONFIG_BYTES)?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))?;
     let config: ConfigFile = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     if config.cameras.is_empty() {

@@ -214,10 +214,6 @@ pub struct RunCanceller {
 }
 
 impl RunCanceller {
-    pub fn new() -> Arc<RunCanceller> {
-        Arc::default()
-    }
-
     /// Interrupts every run and queued frame of this user from before the call.
     pub fn cancel(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -713,10 +709,7 @@ impl Model {
                     ModelSource::BuiltIn => Cow::Borrowed(DEFAULT_MODEL),
                     ModelSource::File(path) => {
                         let bytes =
-                            crate::files::check_regular_file(path, "model", crate::files::MAX_MODEL_BYTES)
-                                .and_then(|_| {
-                                    crate::files::read_bounded(path, "model", crate::files::MAX_MODEL_BYTES)
-                                })
+                            crate::files::read_regular_file(path, "model", crate::files::MAX_MODEL_BYTES)
                                 .map_err(EngineError::Model)?;
                         if let Some(problem) = crate::files::not_onnx(&bytes) {
                             return Err(EngineError::Model(format!("model {} {problem}", path.display())));
@@ -828,17 +821,6 @@ impl Model {
                 bbox: r.bbox,
             })
             .collect())
-    }
-
-    /// Like [`detect`](Self::detect), also returning how long ONNX Runtime took.
-    pub fn detect_timed(
-        &mut self,
-        image: &[u8],
-        stride: usize,
-    ) -> Result<(Vec<Detection>, Duration), EngineError> {
-        let start = Instant::now();
-        let detections = self.detect(image, stride)?;
-        Ok((detections, start.elapsed()))
     }
 
     fn run_raw(&mut self, image: &[u8], stride: usize) -> Result<Vec<RawDetection>, EngineError> {

@@ -62,6 +62,13 @@ pub fn read_bounded(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// [`check_regular_file`] then [`read_bounded`]: the whole file, refused before it is opened if
+/// it is not a regular file of at most `max_bytes`.
+pub fn read_regular_file(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+    check_regular_file(path, what, max_bytes)?;
+    read_bounded(path, what, max_bytes)
+}
+
 /// What is wrong with a model file whose first bytes are `head`, if they cannot start an ONNX
 /// model: a protobuf message starts with a field tag (field number from 1, wire type 0 to 5),
 /// and ONNX exporters write `ir_version` (field 1) or another low-numbered field first. Known

@@ -267,16 +267,10 @@ fn gst_launch_with_plugin(args: &[&str]) -> std::process::Output {
         .expect("gst-launch-1.0 runs")
 }
 
-/// Runs `f` on another thread and returns its result, or fails the test if it has not returned
-/// within `seconds` (a hang is a failure here, not a stuck test run).
+/// Runs `f` on another thread; fails the test if it has not returned within `seconds` (a hang is
+/// a failure here, not a stuck test run).
 fn within<T: Send + 'static>(seconds: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    result
-        .recv_timeout(std::time::Duration::from_secs(seconds))
-        .unwrap_or_else(|_| panic!("{what} hung"))
+    finished_within(seconds, f).unwrap_or_else(|| panic!("{what} hung"))
 }
 
 /// Labels "files" that are devices, FIFOs nobody writes or far too big are refused at once, by

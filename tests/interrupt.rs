@@ -33,13 +33,7 @@ fn hung(what: &str) -> ! {
 /// Runs `f` on another thread; fails if it has not returned within `seconds`. Only a hang runs
 /// into this: an interrupted inference ends within milliseconds, an uninterrupted one never.
 fn within<T: Send + 'static>(seconds: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    result
-        .recv_timeout(Duration::from_secs(seconds))
-        .unwrap_or_else(|_| hung(what))
+    finished_within(seconds, f).unwrap_or_else(|| hung(what))
 }
 
 /// Stopping while a run that never ends is under way, in both modes: the stop interrupts it

@@ -223,9 +223,7 @@ impl AsyncDetect {
     fn load_labels(settings: &Settings) -> Result<Labels, ConfigError> {
         match (&settings.labels_location, &settings.model_location) {
             (Some(path), _) => {
-                let path_buf = PathBuf::from(path);
-                let text = files::check_regular_file(&path_buf, "labels file", files::MAX_LABELS_BYTES)
-                    .and_then(|_| files::read_bounded(&path_buf, "labels file", files::MAX_LABELS_BYTES))
+                let text = files::read_regular_file(path.as_ref(), "labels file", files::MAX_LABELS_BYTES)
                     .map_err(|e| ConfigError::new(ConfigKind::OpenRead, e))?;
                 let text = String::from_utf8(text).map_err(|_| {
                     ConfigError::new(
@@ -269,7 +267,7 @@ impl AsyncDetect {
                         )),
                         None => Ok(()),
                     })?;
-                ModelSource::File(PathBuf::from(path))
+                ModelSource::File(path_buf)
             }
         };
         let parse = |name: &str, value: &Option<String>| {

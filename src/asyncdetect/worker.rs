@@ -20,7 +20,7 @@ use gst::prelude::*;
 use super::imp::CAT;
 use crate::convert::{ConvertedFrame, FrameConverter};
 use crate::detection::{Detection, DetectionFilter};
-use crate::engine::{Model, ModelOptions, ModelSource, RunCanceller};
+use crate::engine::{EngineError, Model, ModelOptions, ModelSource, RunCanceller};
 use crate::geometry::{Fit, Placement, Region};
 use crate::labels::Labels;
 use crate::lock;
@@ -727,16 +727,16 @@ fn infer(
     // A newer model asked for during the warm-up interrupts it: this one is still needed until
     // the newer one loads, so it loads again (the loop below then applies the change).
     let mut loaded = load();
-    while matches!(loaded, Err(crate::engine::EngineError::Cancelled)) && !lock(&shared.mailbox).shutdown {
+    while matches!(loaded, Err(EngineError::Cancelled)) && !lock(&shared.mailbox).shutdown {
         loaded = load();
     }
     let mut model = match loaded {
         Ok(model) => model,
         // Stopped while warming up.
-        Err(crate::engine::EngineError::Cancelled) => return,
+        Err(EngineError::Cancelled) => return,
         Err(e) => {
             let kind = match &e {
-                crate::engine::EngineError::Runtime(_) => gst::LibraryError::Init,
+                EngineError::Runtime(_) => gst::LibraryError::Init,
                 _ => gst::LibraryError::Settings,
             };
             fail_with(weak, shared, kind, e.to_string());
@@ -792,7 +792,7 @@ fn infer(
                         motion_gate.reset();
                     }
                     // Interrupted by a stop or a newer model: nothing to report.
-                    Err(crate::engine::EngineError::Cancelled) => {}
+                    Err(EngineError::Cancelled) => {}
                     Err(e) => {
                         if let Some(element) = weak.upgrade() {
                             gst::element_warning!(
@@ -915,7 +915,7 @@ fn infer(
                         Some(filter.apply(detections))
                     }
                     // Interrupted by a flush, a stop or a new model: no result for this frame.
-                    Err(crate::engine::EngineError::Cancelled) => None,
+                    Err(EngineError::Cancelled) => None,
                     Err(e) => {
                         fail_with(
                             weak,

