@@ -1,6 +1,7 @@
 //! Surveillance cameras over RTSP: detections logged per camera, optionally an annotated
 //! recording. A camera that drops or cannot be reached is retried with back-off (1 s doubling to
-//! 30 s) and picked up again when it returns, without restarting the process. Ctrl-C (or SIGTERM)
+//! 30 s) and picked up again when it returns, without restarting the process; a connection that
+//! stays open but delivers no video for 20 s counts as lost too. Ctrl-C (or SIGTERM)
 //! sends EOS through every pipeline so recordings are finished cleanly.
 //!
 //!     cargo run --release --example rtsp_camera -- [--record DIR] [NAME=]rtsp://host/stream ... [property=value ...]
@@ -22,6 +23,10 @@ use gst::glib;
 use gst::prelude::*;
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// How long a connection may deliver no video before it counts as lost: a camera (or a server)
+/// can keep the connection open and send nothing, which no error reports.
+const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     // Only an atomic store: safe in a signal handler.
@@ -419,8 +424,24 @@ fn run(name: &str, pipeline: &gst::Pipeline, backoff: &mut Duration) -> Ended {
     if pipeline.set_state(gst::State::Playing).is_err() {
         return Ended::Lost("cannot start".into());
     }
-    let detect_src = pipeline.by_name("detect").and_then(|d| d.static_pad("src"));
+    let detect = pipeline.by_name("detect");
+    let detect_src = detect.as_ref().and_then(|d| d.static_pad("src"));
+    // Set by every frame reaching the detector; the loop below notices when none came for long.
+    let frame_arrived = Arc::new(AtomicBool::new(false));
+    if let Some(sink) = detect.as_ref().and_then(|d| d.static_pad("sink")) {
+        let arrived = frame_arrived.clone();
+        sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            arrived.store(true, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let mut last_frame = Instant::now();
     loop {
+        if frame_arrived.swap(false, Ordering::Relaxed) {
+            last_frame = Instant::now();
+        } else if last_frame.elapsed() > STALL_TIMEOUT {
+            return Ended::Lost(format!("no video for {} s", STALL_TIMEOUT.as_secs()));
+        }
         if STOP.load(Ordering::SeqCst) {
             // Finish files: EOS through the pipeline, then wait (bounded) for it to come out.
             pipeline.send_event(gst::event::Eos::new());
