@@ -12,8 +12,23 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod handoff;
 mod imp;
+mod inference;
+mod mailbox;
+mod meta;
+mod properties;
+mod settings;
+mod stats;
 mod worker;
+
+pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> = once_cell::sync::Lazy::new(|| {
+    gst::DebugCategory::new(
+        "asyncdetect",
+        gst::DebugColorFlags::empty(),
+        Some("Object detection on an inference thread"),
+    )
+});
 
 glib::wrapper! {
     pub struct AsyncDetect(ObjectSubclass<imp::AsyncDetect>) @extends gst_base::BaseTransform, gst::Element, gst::Object;

@@ -1,0 +1,348 @@
+//! `asyncdetect`'s properties as `gst-inspect-1.0` shows them: names, ranges, defaults and the
+//! blurbs users read.
+
+use gst::glib;
+use gst::prelude::*;
+
+use super::settings::*;
+use super::{
+    AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode, AsyncDetectTracking,
+};
+
+/// Every property, in the order gst-inspect lists them.
+pub fn specs() -> Vec<glib::ParamSpec> {
+    vec![
+    glib::ParamSpecString::builder("model-location")
+        .nick("Model location")
+        .blurb(
+            "Path of an ONNX detection model. Unset: the built-in SSD MobileNet v2 COCO \
+             detector (80 classes). Changing it while playing loads the new model on the \
+             inference thread and swaps it in; if it fails, a warning is posted and the \
+             current model keeps running.",
+        )
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecString::builder("labels-location")
+        .nick("Labels location")
+        .blurb(
+            "Path of a class-names file: one `<id> <name>` or one bare name per line. \
+             Unset: COCO names for the built-in model, class ids for other models. \
+             Changing it while playing reloads the model with the new names.",
+        )
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecString::builder("onnxruntime-library")
+        .nick("ONNX Runtime library")
+        .blurb(
+            "Path of libonnxruntime.so. Unset: $ORT_DYLIB_PATH, else the system library \
+             path. Loaded once per process: the first element to start decides.",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecDouble::builder("threshold")
+        .nick("Threshold")
+        .blurb("Minimum confidence (0 to 1) of a detection to be reported.")
+        .minimum(0.0)
+        .maximum(1.0)
+        .default_value(DEFAULT_THRESHOLD)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecUInt::builder("max-detections")
+        .nick("Maximum detections")
+        .blurb("Report at most this many detections per frame, the most confident first (0: no limit).")
+        .maximum(10_000)
+        .default_value(DEFAULT_MAX_DETECTIONS)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecString::builder("labels")
+        .nick("Class filter")
+        .blurb("Comma-separated class names to report, e.g. \"person,car\" (case-insensitive). Empty: all classes.")
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecString::builder("class-thresholds")
+        .nick("Per-class thresholds")
+        .blurb(
+            "Thresholds for some classes, overriding `threshold` for them, e.g. \
+             \"person=0.5,car=0.4\" (labels case-insensitive). A malformed list is refused \
+             with a warning and the previous one stays.",
+        )
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecUInt::builder("threads")
+        .nick("Threads")
+        .blurb("ONNX Runtime intra-op threads for the model (0: ONNX Runtime's default, one per core).")
+        .maximum(256)
+        .default_value(DEFAULT_THREADS)
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecEnum::builder_with_default::<AsyncDetectMode>("mode", DEFAULT_MODE)
+        .nick("Mode")
+        .blurb(
+            "async: buffers never wait and carry the newest finished result. sync: every \
+             buffer waits for its own result (offline files, correctness checks); adds the \
+             inference time to the reported latency.",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecUInt64::builder("max-age")
+        .nick("Maximum result age")
+        .blurb(
+            "Do not attach results computed on a frame more than this many nanoseconds \
+             (stream time) away from the buffer's own timestamp (0: any age).",
+        )
+        .default_value(DEFAULT_MAX_AGE)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecEnum::builder_with_default::<AsyncDetectChannelOrder>(
+        "channel-order",
+        AsyncDetectChannelOrder::Auto,
+    )
+    .nick("Channel order")
+    .blurb(
+        "Colour channel order the model expects (models do not declare it): auto \
+         uses the family's (BGR for NanoDet, RGB for the others).",
+    )
+    .mutable_ready()
+    .build(),
+    glib::ParamSpecUInt::builder("input-width")
+        .nick("Input width")
+        .blurb("Model input width, for models whose width is dynamic (0: from the model; at most 4096).")
+        .maximum(crate::preprocess::MAX_INPUT_SIDE as u32)
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecUInt::builder("input-height")
+        .nick("Input height")
+        .blurb("Model input height, for models whose height is dynamic (0: from the model; at most 4096).")
+        .maximum(crate::preprocess::MAX_INPUT_SIDE as u32)
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("input-mean")
+        .nick("Input mean")
+        .blurb(
+            "For float inputs: value subtracted from each 0-255 pixel, one number or three \
+             (per channel, in the model's channel order). Unset: 0.",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("input-std")
+        .nick("Input standard deviation")
+        .blurb(
+            "For float inputs: divisor applied after the mean, one number or three. Unset: \
+             255 (inputs in 0..1). uint8 inputs take pixels as they are.",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecEnum::builder_with_default::<AsyncDetectDecoder>("decoder", AsyncDetectDecoder::Auto)
+        .nick("Decoder")
+        .blurb(
+            "How to read the model's outputs: auto (recognised from their names and shapes), \
+             or forced to ssd, yolo, blazeface or nanodet.",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecEnum::builder_with_default::<AsyncDetectTracking>("tracking", DEFAULT_TRACKING)
+        .nick("Tracking")
+        .blurb(
+            "none: results as detected. iou: each object keeps an id while in view (ROI id and \
+             an `object_id` parameter). predict: ids, and on buffers between inferences boxes \
+             are moved forward from each object's velocity (marked `predicted`).",
+        )
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecUInt64::builder("track-lost-time")
+        .nick("Track lost time")
+        .blurb("Nanoseconds an object may go undetected and still keep its id when it is seen again.")
+        .default_value(DEFAULT_TRACK_LOST_TIME)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecInt::builder("inference-nice")
+        .nick("Inference niceness")
+        .blurb(
+            "Scheduling niceness of the inference threads in async mode (0 to 19; never \
+             below the process's own). Higher lets the video preempt the model at once when \
+             both want the CPU; above 0 the threads also run under SCHED_BATCH, so waking \
+             them never preempts the video. Sync mode keeps normal priority: the video \
+             waits anyway.",
+        )
+        .minimum(0)
+        .maximum(19)
+        .default_value(DEFAULT_INFERENCE_NICE)
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecBoolean::builder("post-messages")
+        .nick("Post messages")
+        .blurb(
+            "Post an `asyncdetect` element message with the detections on the bus after \
+             every inference. Turn off when nothing reads the bus.",
+        )
+        .default_value(DEFAULT_POST_MESSAGES)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecEnum::builder_with_default::<AsyncDetectInputResize>(
+        "input-resize",
+        AsyncDetectInputResize::Auto,
+    )
+    .nick("Input resize")
+    .blurb(
+        "How frames are fitted into the model input: auto (letterbox for YOLO models, \
+         stretch for the others: what each family is trained with), stretch or \
+         letterbox. Boxes always come back in frame coordinates.",
+    )
+    .mutable_playing()
+    .build(),
+    glib::ParamSpecDouble::builder("nms-iou")
+        .nick("NMS IoU threshold")
+        .blurb(
+            "For models whose non-maximum suppression runs in the element (YOLO): a box \
+             overlapping a more confident box of the same class by more than this IoU is \
+             dropped.",
+        )
+        .minimum(0.0)
+        .maximum(1.0)
+        .default_value(DEFAULT_NMS_IOU)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecString::builder("roi")
+        .nick("Region of interest")
+        .blurb(
+            "Only look at part of the picture, in fractions of the frame: a rectangle \
+             \"x,y,width,height\" (e.g. \"0.5,0,0.5,1\" = right half) or a polygon \
+             \"x1,y1 x2,y2 x3,y3 ...\". The model sees the region's bounding rectangle \
+             (cropped before scaling, so distant objects get more pixels); with a polygon \
+             only objects whose centre lies inside are reported. Boxes are in full-frame \
+             coordinates. Empty: the whole frame. A malformed value is refused with a \
+             warning and the previous one stays.",
+        )
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecUInt::builder("interval")
+        .nick("Interval")
+        .blurb(
+            "Infer at most every Nth frame: at least N buffers pass between two frames the \
+             model sees (1: any frame). Buffers in between carry the newest result.",
+        )
+        .minimum(1)
+        .maximum(100_000)
+        .default_value(DEFAULT_INTERVAL)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecDouble::builder("max-fps")
+        .nick("Maximum inference rate")
+        .blurb(
+            "Infer at most this many frames per second of stream time for this stream \
+             (0: as fast as the model allows). Frames are picked by timestamp, so the rate \
+             holds whatever the video's frame rate. Combines with interval.",
+        )
+        .minimum(0.0)
+        .maximum(1000.0)
+        .default_value(DEFAULT_MAX_FPS)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecBoolean::builder("motion-gating")
+        .nick("Motion gating")
+        .blurb(
+            "Skip the model while the picture does not change (frame differencing on a \
+             small grey thumbnail, in the inference thread). The last detections and \
+             tracks stay attached; inference resumes on the first frame with motion.",
+        )
+        .default_value(DEFAULT_MOTION_GATING)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecDouble::builder("motion-threshold")
+        .nick("Motion threshold")
+        .blurb(
+            "With motion-gating: the fraction of the picture (0 to 1) that must change \
+             since the last inference to run the model again.",
+        )
+        .minimum(0.0)
+        .maximum(1.0)
+        .default_value(DEFAULT_MOTION_THRESHOLD)
+        .mutable_playing()
+        .build(),
+    glib::ParamSpecString::builder("model-instance-id")
+        .nick("Model instance id")
+        .blurb(
+            "Elements in one process naming the same id share one ONNX Runtime session and \
+             its threads (the first to start decides the model and threads). Unset: \
+             elements with the same model and threads share. Frames from all sharing \
+             streams are served oldest first, batched when the model takes any batch size.",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecUInt::builder("session-lanes")
+        .nick("Session lanes")
+        .blurb(
+            "How many frames the shared model instance may run at once (as DL Streamer's \
+             nireq). Each lane is one more ONNX Runtime session of the model (more \
+             memory), opened only when frames of several streams wait; frames still \
+             queue oldest first. 0: one lane per `threads` threads per core plus one \
+             (one lane when threads is 0, which uses every core). For many cameras set \
+             threads=1: it gives the most inferences per second. The first element to \
+             start decides.",
+        )
+        .minimum(0)
+        .maximum(64)
+        .default_value(DEFAULT_SESSION_LANES)
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecUInt64::builder("session-runs")
+        .nick("Session runs")
+        .blurb(
+            "Times the shared ONNX Runtime session ran, for all elements sharing it \
+             (see session-frames).",
+        )
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt64::builder("session-frames")
+        .nick("Session frames")
+        .blurb(
+            "Frames the shared session ran on, for all elements sharing it: more than \
+             session-runs when frames of several streams were batched.",
+        )
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt64::builder("frames-unchanged")
+        .nick("Frames unchanged")
+        .blurb("Frames the model did not run on because motion-gating found no change.")
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt64::builder("frames-in")
+        .nick("Frames in")
+        .blurb("Buffers that passed through since the element started.")
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt64::builder("frames-inferred")
+        .nick("Frames inferred")
+        .blurb("Frames the model ran on since the element started.")
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt64::builder("frames-skipped")
+        .nick("Frames skipped")
+        .blurb(
+            "Frames passed on without inference (each still carries the newest result): left out \
+             by interval or max-fps, not handed over because the model was busy, replaced by a \
+             newer frame while waiting, or dropped by a flush.",
+        )
+        .read_only()
+        .build(),
+    glib::ParamSpecDouble::builder("inference-fps")
+        .nick("Inference rate")
+        .blurb("Inferences finished per second over the last two seconds.")
+        .minimum(0.0)
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt::builder("session-users")
+        .nick("Session users")
+        .blurb(
+            "Elements in this process sharing this element's ONNX Runtime session: elements \
+             with the same model and threads share one copy of its weights (0 until loaded).",
+        )
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt64::builder("inference-latency")
+        .nick("Inference latency")
+        .blurb("Smoothed time in nanoseconds from taking a frame to its result (conversion, model, decoding).")
+        .read_only()
+        .build(),
+    ]
+}
