@@ -305,6 +305,12 @@ struct RunQueue {
 /// every one its own outputs. A lane is one ONNX Runtime session of the model: ONNX Runtime's Rust
 /// API runs a session for one caller at a time, so running two frames at once takes two.
 pub struct SharedSession {
+    /// The model's inputs and outputs as the first session declared them: read without taking a
+    /// lane, which a running inference holds.
+    signature: Signature,
+    /// How long its warm-up run took: elements joining later need no warm-up of their own (and
+    /// would queue it behind the others' frames).
+    warm_up_time: OnceLock<Duration>,
     lanes: Vec<OnceLock<Mutex<Session>>>,
     /// Builds another session of the model for a new lane.
     open_lane: Box<dyn Fn() -> Result<Session, String> + Send + Sync>,
@@ -328,9 +334,26 @@ impl SharedSession {
                 .tensor_shape()
                 .is_some_and(|shape| shape.first().is_some_and(|&d| d < 0))
         });
+        let signature = Signature {
+            inputs: first
+                .inputs()
+                .iter()
+                .map(|input| (input.name().to_string(), input.dtype().clone()))
+                .collect(),
+            outputs: first
+                .outputs()
+                .iter()
+                .map(|o| OutputInfo {
+                    name: o.name().to_string(),
+                    shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
+                })
+                .collect(),
+        };
         let lanes: Vec<OnceLock<Mutex<Session>>> = (0..max_lanes.max(1)).map(|_| OnceLock::new()).collect();
         let _ = lanes[0].set(Mutex::new(first));
         SharedSession {
+            signature,
+            warm_up_time: OnceLock::new(),
             queue: Mutex::new(RunQueue {
                 free_lanes: vec![0],
                 opened: 1,
@@ -601,9 +624,40 @@ fn split_outputs(outputs: &SessionOutputs<'_>, frames: usize) -> Result<Vec<Vec<
     Ok(per_frame)
 }
 
+/// A model's inputs and outputs (names, types, shapes) as its session declares them.
+struct Signature {
+    inputs: Vec<(String, ValueType)>,
+    outputs: Vec<OutputInfo>,
+}
+
+/// One session key's place in [`SESSIONS`]: its own lock, held while the session is built, so
+/// two elements loading the same model build it once while loads of other models go on.
+type SessionSlot = Arc<Mutex<Weak<SharedSession>>>;
+
 /// Sessions in use, so elements running the same model share one copy of its weights and one
-/// thread pool. Held weakly: a session goes when its last model does.
-static SESSIONS: Lazy<Mutex<HashMap<SessionKey, Weak<SharedSession>>>> = Lazy::new(Mutex::default);
+/// thread pool. Held weakly: a session goes when its last model does. The map's own lock is held
+/// only to find a key's slot, never while a session is built or run.
+static SESSIONS: Lazy<Mutex<HashMap<SessionKey, SessionSlot>>> = Lazy::new(Mutex::default);
+
+/// The session for `key`: the one in use, or a new one from `build`.
+fn shared_session(
+    key: SessionKey,
+    build: impl FnOnce() -> Result<SharedSession, EngineError>,
+) -> Result<Arc<SharedSession>, EngineError> {
+    let slot = {
+        let mut sessions = lock(&SESSIONS);
+        // Forget keys whose session is gone, unless someone is building one there now.
+        sessions.retain(|_, slot| slot.try_lock().map_or(true, |session| session.strong_count() > 0));
+        sessions.entry(key).or_default().clone()
+    };
+    let mut current = lock(&slot);
+    if let Some(shared) = current.upgrade() {
+        return Ok(shared);
+    }
+    let shared = Arc::new(build()?);
+    *current = Arc::downgrade(&shared);
+    Ok(shared)
+}
 
 /// Counts the models (elements) using one session, and how it has been run.
 #[derive(Clone, Default)]
@@ -698,53 +752,40 @@ impl Model {
                 lanes: options.lane_count(),
             },
         };
-        // Only model-loading threads take this lock, never a streaming thread; holding it while
-        // building keeps two elements from building the same session twice.
-        let mut sessions = lock(&SESSIONS);
-        sessions.retain(|_, session| session.strong_count() > 0);
-        let shared = match sessions.get(&key).and_then(Weak::upgrade) {
-            Some(shared) => shared,
-            None => {
-                let bytes: Arc<Cow<'static, [u8]>> = Arc::new(match source {
-                    ModelSource::BuiltIn => Cow::Borrowed(DEFAULT_MODEL),
-                    ModelSource::File(path) => {
-                        let bytes =
-                            crate::files::read_regular_file(path, "model", crate::files::MAX_MODEL_BYTES)
-                                .map_err(EngineError::Model)?;
-                        if let Some(problem) = crate::files::not_onnx(&bytes) {
-                            return Err(EngineError::Model(format!("model {} {problem}", path.display())));
-                        }
-                        Cow::Owned(bytes)
+        let shared = shared_session(key, || {
+            let bytes: Arc<Cow<'static, [u8]>> = Arc::new(match source {
+                ModelSource::BuiltIn => Cow::Borrowed(DEFAULT_MODEL),
+                ModelSource::File(path) => {
+                    let bytes = crate::files::read_regular_file(path, "model", crate::files::MAX_MODEL_BYTES)
+                        .map_err(EngineError::Model)?;
+                    if let Some(problem) = crate::files::not_onnx(&bytes) {
+                        return Err(EngineError::Model(format!("model {} {problem}", path.display())));
                     }
-                });
-                let first = configure()
-                    .map_err(|e| {
-                        EngineError::Model(format!("could not configure a session for model {source}: {e}"))
-                    })?
-                    .commit_from_memory(&bytes)
-                    .map_err(|e| model_error("could not load", e))?;
-                let lanes = options.lane_count();
-                // Further lanes are built from the same bytes, kept only when there may be some.
-                let kept = (lanes > 1).then_some(bytes);
-                let (environment, threads) = (environment.clone(), options.threads);
-                let open_lane = Box::new(move || -> Result<Session, String> {
-                    let bytes = kept.as_ref().ok_or("one lane only")?;
-                    Session::builder(&environment)
-                        .and_then(|b| Ok(b.with_intra_threads(threads)?))
-                        .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
-                        .and_then(|b| Ok(b.with_inter_op_spinning(false)?))
-                        .and_then(|mut b| b.commit_from_memory(bytes))
-                        .map_err(|e| e.to_string())
-                });
-                Arc::new(SharedSession::new(first, lanes, open_lane))
-            }
-        };
-        let (mut input, decoder) = {
-            let Some(session) = shared.lanes.first().and_then(OnceLock::get) else {
-                return Err(EngineError::Model(format!("model {source}: no session")));
-            };
-            describe(&lock(session), source, options)?
-        };
+                    Cow::Owned(bytes)
+                }
+            });
+            let first = configure()
+                .map_err(|e| {
+                    EngineError::Model(format!("could not configure a session for model {source}: {e}"))
+                })?
+                .commit_from_memory(&bytes)
+                .map_err(|e| model_error("could not load", e))?;
+            let lanes = options.lane_count();
+            // Further lanes are built from the same bytes, kept only when there may be some.
+            let kept = (lanes > 1).then_some(bytes);
+            let (environment, threads) = (environment.clone(), options.threads);
+            let open_lane = Box::new(move || -> Result<Session, String> {
+                let bytes = kept.as_ref().ok_or("one lane only")?;
+                Session::builder(&environment)
+                    .and_then(|b| Ok(b.with_intra_threads(threads)?))
+                    .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
+                    .and_then(|b| Ok(b.with_inter_op_spinning(false)?))
+                    .and_then(|mut b| b.commit_from_memory(bytes))
+                    .map_err(|e| e.to_string())
+            });
+            Ok(SharedSession::new(first, lanes, open_lane))
+        })?;
+        let (mut input, decoder) = describe(&shared.signature, source, options)?;
         // Channel order and float normalisation left at the defaults get what the model family
         // is trained with.
         if options.input.channel_order.is_none() {
@@ -759,8 +800,6 @@ impl Model {
             input.mean = mean;
             input.std = std;
         }
-        sessions.insert(key, Arc::downgrade(&shared));
-        drop(sessions);
 
         warm_up.runs_on(&shared);
         frames.runs_on(&shared);
@@ -773,20 +812,25 @@ impl Model {
             labels,
             first_run: Duration::ZERO,
         };
-        let blank = vec![0u8; model.input.tensor_len()];
-        let started = Instant::now();
-        model
-            .run_raw(&blank, model.input.width * 3)
-            .map_err(|e| match e {
-                EngineError::Cancelled => EngineError::Cancelled,
-                e => EngineError::Model(format!("model {source} failed its first run: {e}")),
-            })?;
-        model.first_run = started.elapsed();
+        model.first_run = match model.session.warm_up_time.get() {
+            Some(&time) => time,
+            None => {
+                let blank = vec![0u8; model.input.tensor_len()];
+                let started = Instant::now();
+                model
+                    .run_raw(&blank, model.input.width * 3)
+                    .map_err(|e| match e {
+                        EngineError::Cancelled => EngineError::Cancelled,
+                        e => EngineError::Model(format!("model {source} failed its first run: {e}")),
+                    })?;
+                *model.session.warm_up_time.get_or_init(|| started.elapsed())
+            }
+        };
         model.canceller = frames.clone();
         Ok(model)
     }
 
-    /// How long the first run (on a blank frame, while loading) took.
+    /// How long the session's first run (on a blank frame, while it loaded) took.
     pub fn first_run_time(&self) -> Duration {
         self.first_run
     }
@@ -874,36 +918,27 @@ impl Model {
 
 /// Works out a session's input layout and output decoder, or explains why the model cannot be used.
 fn describe(
-    session: &Session,
+    signature: &Signature,
     source: &ModelSource,
     options: &ModelOptions,
 ) -> Result<(InputSpec, Decoder), EngineError> {
-    let [input] = session.inputs() else {
+    let [(input_name, input_dtype)] = signature.inputs.as_slice() else {
         return Err(EngineError::Model(format!(
             "model {source} has {} inputs; only models with one image input are supported",
-            session.inputs().len()
+            signature.inputs.len()
         )));
     };
-    let (input_type, input_shape) = match input.dtype() {
+    let (input_type, input_shape) = match input_dtype {
         ValueType::Tensor { ty, shape, .. } => (element_type(ty), shape.to_vec()),
         other => {
             return Err(EngineError::Model(format!(
-                "model {source}: input `{}` is not a tensor ({other:?})",
-                input.name()
+                "model {source}: input `{input_name}` is not a tensor ({other:?})"
             )));
         }
     };
-    let input = InputSpec::from_model(input.name(), input_type, &input_shape, &options.input)
+    let input = InputSpec::from_model(input_name, input_type, &input_shape, &options.input)
         .map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
-    let outputs: Vec<OutputInfo> = session
-        .outputs()
-        .iter()
-        .map(|o| OutputInfo {
-            name: o.name().to_string(),
-            shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
-        })
-        .collect();
-    let decoder = Decoder::for_outputs(&outputs, (input.width, input.height), options.decoder)
+    let decoder = Decoder::for_outputs(&signature.outputs, (input.width, input.height), options.decoder)
         .map_err(|e| EngineError::Model(format!("model {source}: {e}")))?;
 
     Ok((input, decoder))

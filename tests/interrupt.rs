@@ -217,3 +217,40 @@ fn a_model_change_interrupts_the_running_inference() {
         "answered a frame from after the change: {timestamp}"
     );
 }
+
+/// Another element's run that never ends holds up no one else's model: an element joining the
+/// same model instance loads (it needs no warm-up of its own, and reads the model's inputs and
+/// outputs without the busy session) and gets results on a lane of its own, and an element
+/// loading another model meanwhile is not held up by a process-wide lock either.
+#[test]
+fn loading_never_waits_for_another_elements_inference() {
+    init();
+    let shared_instance = [
+        ("model-location", endless_model().to_value()),
+        ("threads", 1u32.to_value()),
+        ("model-instance-id", "endless-shared".to_value()),
+        ("session-lanes", 2u32.to_value()),
+    ];
+    let (mut busy, _busy_bus, _) = harness_with_bus(&shared_instance, &i420_caps());
+    busy.push(bright_frame(0)).unwrap();
+    busy.pull().unwrap();
+    // Its run is under way (the idle model takes the frame at once) and never ends.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let (mut joining, joining_bus, joining_element) = harness_with_bus(&shared_instance, &i420_caps());
+    joining.push(black_frame(0)).unwrap();
+    joining.pull().unwrap();
+    if next_result(&joining_bus, 120).is_none() {
+        hung("an element joining a busy model instance");
+    }
+    assert_eq!(joining_element.property::<u32>("session-users"), 2);
+
+    let (mut other, other_bus, _) = harness_with_bus(&[("threads", 1u32.to_value())], &i420_caps());
+    other.push(black_frame(0)).unwrap();
+    other.pull().unwrap();
+    if next_result(&other_bus, 120).is_none() {
+        hung("an element loading another model");
+    }
+    // Stopping the busy element interrupts its run.
+    within(60, "stopping the busy element", move || drop(busy));
+}
