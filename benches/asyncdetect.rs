@@ -80,10 +80,12 @@ fn context_switches() -> ContextSwitches {
 /// Records each buffer's passage between the sink and src pads of the element named `name`: the
 /// time, and whether the streaming thread blocked or was preempted meanwhile (both probes run on
 /// the streaming thread, so its context-switch counters tell).
-fn time_inside(pipeline: &gst::Pipeline, name: &str) -> Arc<Mutex<Vec<Passage>>> {
+/// Room for `buffers` samples is made first: growing the list in the probe would allocate on the
+/// measured thread.
+fn time_inside(pipeline: &gst::Pipeline, name: &str, buffers: usize) -> Arc<Mutex<Vec<Passage>>> {
     let element = pipeline.by_name(name).expect("element");
     let entered: Arc<Mutex<Option<(Instant, ContextSwitches)>>> = Arc::default();
-    let samples: Arc<Mutex<Vec<Passage>>> = Arc::default();
+    let samples = Arc::new(Mutex::new(Vec::with_capacity(buffers)));
     let (entered_in, entered_out, samples_out) = (entered.clone(), entered, samples.clone());
     element
         .static_pad("sink")
@@ -142,7 +144,11 @@ fn streaming_costs(format: &str, buffers: u32, live: bool) -> (Vec<Passage>, Vec
          split. ! queue max-size-buffers=4 ! identity name=plain ! fakesink sync={live}",
         looping_clip().display()
     ));
-    let (ours, plain) = (time_inside(&pipeline, "ours"), time_inside(&pipeline, "plain"));
+    let room = buffers as usize + 16;
+    let (ours, plain) = (
+        time_inside(&pipeline, "ours", room),
+        time_inside(&pipeline, "plain", room),
+    );
     run_to_eos(&pipeline);
     let taken = |samples: Arc<Mutex<Vec<Passage>>>| samples.lock().unwrap().clone();
     (taken(ours), taken(plain))
