@@ -8,7 +8,8 @@
 //! 4. what sharing a frame with the worker costs downstream against copying it;
 //! 5. what `detectoverlay` costs per 1080p frame;
 //! 6. to 12. pass-through throughput, live smoothness, freshness, the blocking Python recipe,
-//!    memory over ten minutes, tracking, and many cameras (see BENCHMARKS.md).
+//!    memory over ten minutes, tracking, and many cameras (see BENCHMARKS.md);
+//! 13. how long a flushing seek and a stop take while an inference is under way.
 //!
 //! Tables that compare rates (2 and 6) let their measurements take turns of a second or half a
 //! second, cycle after cycle, pausing each pipeline between its turns: this shared machine's speed
@@ -17,7 +18,7 @@
 //!
 //! ```text
 //! cargo bench --bench asyncdetect                # full run, prints markdown tables
-//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras
+//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras, interrupt
 //! ```
 //!
 //! `cargo test --all-targets` runs a shortened variant (a few frames each) to keep it working; it
@@ -1663,6 +1664,71 @@ fn table_cameras(config: &Config) {
     );
 }
 
+/// A flushing seek and a stop while the element runs a model whose run on any frame but a black
+/// one never ends by itself (tests/models/endless_ssd.onnx): each returns only if the run is
+/// interrupted, and how long it takes is the interruption's cost. Both modes: in sync mode the
+/// streaming thread itself is waiting for that run.
+fn table_interrupt(config: &Config) {
+    let trials = if config.full { 10 } else { 2 };
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/endless_ssd.onnx");
+    println!("\n## 13. Flushing seek and stop while an inference is under way ({trials} trials each, ms)\n");
+    println!("320x240 test pattern at 30 fps into a model whose run never ends by itself: the seek and");
+    println!("the stop return only by interrupting it.\n");
+    println!("| mode | seek p50 | seek max | stop p50 | stop max |");
+    println!("|---|---|---|---|---|");
+    for mode in ["async", "sync"] {
+        let mut seeks = Vec::new();
+        let mut stops = Vec::new();
+        for _ in 0..trials {
+            let pipeline = parse_pipeline(&format!(
+                "videotestsrc pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+                 asyncdetect name=detect mode={mode} threads=1 model-location={} ! fakesink sync=true",
+                model.display()
+            ));
+            let detect = pipeline.by_name("detect").expect("asyncdetect");
+            let _ = pipeline.set_state(gst::State::Playing);
+            // Loaded (its warm-up run on a black frame timed) and a frame arrived: the idle model
+            // takes it at once; give its run time to start. (A load itself is not interrupted.)
+            while detect.property::<u64>("inference-latency") == 0 || detect.property::<u64>("frames-in") < 1
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let started = Instant::now();
+            let _ = pipeline.seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::ZERO);
+            seeks.push(started.elapsed());
+            std::thread::sleep(Duration::from_millis(200));
+            let started = Instant::now();
+            pipeline.set_state(gst::State::Null).expect("stops");
+            stops.push(started.elapsed());
+            assert_eq!(
+                detect.property::<u64>("frames-inferred"),
+                0,
+                "no run ended by itself"
+            );
+        }
+        seeks.sort();
+        stops.sort();
+        println!(
+            "| {mode} | {} | {} | {} | {} |",
+            ms(percentile(&seeks, 0.5)),
+            ms(percentile(&seeks, 1.0)),
+            ms(percentile(&stops, 0.5)),
+            ms(percentile(&stops, 1.0))
+        );
+        for (what, times) in [("flushing seek", &seeks), ("stop", &stops)] {
+            let max = percentile(times, 1.0);
+            goal(
+                format!(
+                    "{mode}: {what} during an inference took at most {} ms, under 100 ms",
+                    ms(max)
+                ),
+                max < Duration::from_millis(100),
+            );
+        }
+    }
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("ASYNCDETECT_CAMERAS") {
         gst::init().expect("GStreamer");
@@ -1690,7 +1756,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let tables: [(&str, Table); 11] = [
+    let tables: [(&str, Table); 12] = [
         ("streaming", table_streaming),
         ("rate", table_inference_rate),
         ("preprocess", table_preprocessing),
@@ -1702,6 +1768,7 @@ fn main() {
         ("memory", table_memory),
         ("tracking", table_tracking),
         ("cameras", table_cameras),
+        ("interrupt", table_interrupt),
     ];
     for (name, table) in tables {
         if chosen.is_empty() || chosen.iter().any(|c| c == name) {
