@@ -1689,8 +1689,11 @@ fn table_interrupt(config: &Config) {
             let _ = pipeline.set_state(gst::State::Playing);
             // Loaded (its warm-up run on a black frame timed) and a frame arrived: the idle model
             // takes it at once; give its run time to start. (A load itself is not interrupted.)
-            while detect.property::<u64>("inference-latency") == 0 || detect.property::<u64>("frames-in") < 1
-            {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let ready =
+                || detect.property::<u64>("inference-latency") > 0 && detect.property::<u64>("frames-in") > 0;
+            while !ready() {
+                assert!(Instant::now() < deadline, "the model never loaded");
                 std::thread::sleep(Duration::from_millis(5));
             }
             std::thread::sleep(Duration::from_millis(200));
