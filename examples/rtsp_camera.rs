@@ -426,19 +426,14 @@ fn run(name: &str, pipeline: &gst::Pipeline, backoff: &mut Duration) -> Ended {
     }
     let detect = pipeline.by_name("detect");
     let detect_src = detect.as_ref().and_then(|d| d.static_pad("src"));
-    // Set by every frame reaching the detector; the loop below notices when none came for long.
-    let frame_arrived = Arc::new(AtomicBool::new(false));
-    if let Some(sink) = detect.as_ref().and_then(|d| d.static_pad("sink")) {
-        let arrived = frame_arrived.clone();
-        sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            arrived.store(true, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    }
-    let mut last_frame = Instant::now();
+    // The detector counts the frames it receives: when the count stops moving for long, the
+    // camera has stopped sending.
+    let frames_in = || detect.as_ref().map_or(0, |d| d.property::<u64>("frames-in"));
+    let (mut frames_seen, mut last_frame) = (0, Instant::now());
     loop {
-        if frame_arrived.swap(false, Ordering::Relaxed) {
-            last_frame = Instant::now();
+        let frames = frames_in();
+        if frames != frames_seen {
+            (frames_seen, last_frame) = (frames, Instant::now());
         } else if last_frame.elapsed() > STALL_TIMEOUT {
             return Ended::Lost(format!("no video for {} s", STALL_TIMEOUT.as_secs()));
         }

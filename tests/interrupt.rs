@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use gst::glib;
 use gst::prelude::*;
 
 fn pipeline(description: &str) -> gst::Pipeline {
@@ -96,16 +97,22 @@ fn i420_caps() -> gst::Caps {
         .build()
 }
 
-/// An async-mode detector with the endless model, its bus, and a bright frame pushed: the idle
-/// model takes it at once, and its run is under way when this returns.
-fn busy_with_a_run_that_never_ends() -> (gst_check::Harness, gst::Bus, gst::Element) {
-    let (mut h, bus, detect) = harness_with_bus(
-        &[
-            ("model-location", endless_model().to_value()),
-            ("threads", 1u32.to_value()),
-        ],
-        &i420_caps(),
-    );
+/// A detector's properties: the endless model on one thread, then `more`.
+fn endless_detector<'a>(more: &[(&'a str, glib::Value)]) -> Vec<(&'a str, glib::Value)> {
+    let mut properties = vec![
+        ("model-location", endless_model().to_value()),
+        ("threads", 1u32.to_value()),
+    ];
+    properties.extend(more.iter().cloned());
+    properties
+}
+
+/// An async-mode detector with the endless model (and `more` properties), its bus, and a bright
+/// frame pushed: the idle model takes it at once, and its run is under way when this returns.
+fn busy_with_a_run_that_never_ends(
+    more: &[(&str, glib::Value)],
+) -> (gst_check::Harness, gst::Bus, gst::Element) {
+    let (mut h, bus, detect) = harness_with_bus(&endless_detector(more), &i420_caps());
     h.push(bright_frame(0)).unwrap();
     h.pull().unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -135,7 +142,7 @@ fn next_result(bus: &gst::Bus, seconds: u64) -> Option<u64> {
 #[test]
 fn a_flush_interrupts_the_running_inference() {
     init();
-    let (mut h, bus, detect) = busy_with_a_run_that_never_ends();
+    let (mut h, bus, detect) = busy_with_a_run_that_never_ends(&[]);
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     h.push_event(gst::event::Segment::new(
@@ -158,14 +165,8 @@ fn a_flush_interrupts_the_running_inference() {
 #[test]
 fn a_flush_in_sync_mode_does_not_wait_for_the_running_inference() {
     init();
-    let (mut h, _bus, _detect) = harness_with_bus(
-        &[
-            ("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value()),
-            ("model-location", endless_model().to_value()),
-            ("threads", 1u32.to_value()),
-        ],
-        &i420_caps(),
-    );
+    let sync = [("mode", gstasyncdetect::AsyncDetectMode::Sync.to_value())];
+    let (mut h, _bus, _detect) = harness_with_bus(&endless_detector(&sync), &i420_caps());
     // One black frame first: caps, segment and the model are in place.
     h.push(black_frame(0)).unwrap();
     h.pull().unwrap();
@@ -196,7 +197,7 @@ fn a_flush_in_sync_mode_does_not_wait_for_the_running_inference() {
 #[test]
 fn a_model_change_interrupts_the_running_inference() {
     init();
-    let (mut h, bus, detect) = busy_with_a_run_that_never_ends();
+    let (mut h, bus, detect) = busy_with_a_run_that_never_ends(&[]);
     detect.set_property("model-location", None::<String>);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut index = 1;
@@ -225,19 +226,13 @@ fn a_model_change_interrupts_the_running_inference() {
 #[test]
 fn loading_never_waits_for_another_elements_inference() {
     init();
-    let shared_instance = [
-        ("model-location", endless_model().to_value()),
-        ("threads", 1u32.to_value()),
+    let instance = [
         ("model-instance-id", "endless-shared".to_value()),
         ("session-lanes", 2u32.to_value()),
     ];
-    let (mut busy, _busy_bus, _) = harness_with_bus(&shared_instance, &i420_caps());
-    busy.push(bright_frame(0)).unwrap();
-    busy.pull().unwrap();
-    // Its run is under way (the idle model takes the frame at once) and never ends.
-    std::thread::sleep(Duration::from_millis(200));
-
-    let (mut joining, joining_bus, joining_element) = harness_with_bus(&shared_instance, &i420_caps());
+    let (busy, _busy_bus, _) = busy_with_a_run_that_never_ends(&instance);
+    let (mut joining, joining_bus, joining_element) =
+        harness_with_bus(&endless_detector(&instance), &i420_caps());
     joining.push(black_frame(0)).unwrap();
     joining.pull().unwrap();
     if next_result(&joining_bus, 120).is_none() {

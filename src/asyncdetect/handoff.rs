@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 
 use super::meta::InferenceResult;
-use super::stats::{Statistics, nanos};
+use super::stats::{Statistics, nanos, smoothed};
 use crate::detection::DetectionFilter;
 use crate::geometry::{Fit, Region};
 use crate::lock;
@@ -197,18 +197,34 @@ impl Timing {
         self.inference_since.store(value, Ordering::Relaxed);
     }
 
-    pub fn set_inference_time(&self, time: Option<Duration>) {
-        self.inference_time
-            .store(time.map_or(0, |t| nanos(t).max(1)), Ordering::Relaxed);
+    // Each smoothed time has one writer (the inference thread for the inference, the preparer for
+    // the conversion), so reading, smoothing and storing it needs no lock.
+
+    /// A new model: its first run replaces what was learnt about the previous one.
+    pub fn set_inference_time(&self, time: Duration) {
+        store_duration(&self.inference_time, Some(time));
     }
 
-    pub fn set_convert_time(&self, time: Duration) {
-        self.convert_time.store(nanos(time).max(1), Ordering::Relaxed);
+    /// An inference ran for `sample`.
+    pub fn record_inference(&self, sample: Duration) {
+        let smoothed = smoothed(self.schedule().inference_time, sample);
+        store_duration(&self.inference_time, Some(smoothed));
+    }
+
+    /// A conversion took `sample`.
+    pub fn record_conversion(&self, sample: Duration) {
+        let smoothed = smoothed(self.schedule().convert_time, sample);
+        store_duration(&self.convert_time, Some(smoothed));
     }
 
     pub fn set_frame_in_hand(&self, in_hand: bool) {
         self.frame_in_hand.store(in_hand, Ordering::Relaxed);
     }
+}
+
+/// Stores a duration as [`Timing`] keeps it: nanoseconds, at least 1, 0 for none.
+fn store_duration(target: &AtomicU64, time: Option<Duration>) {
+    target.store(time.map_or(0, |t| nanos(t).max(1)), Ordering::Relaxed);
 }
 
 /// The streaming thread's view of the worker, taken once per buffer without a lock.
@@ -411,8 +427,8 @@ mod tests {
         assert!(timing.schedule().inference_since.is_none());
         let started = Instant::now();
         timing.set_inference_since(Some(started));
-        timing.set_inference_time(Some(10 * MS));
-        timing.set_convert_time(MS);
+        timing.set_inference_time(10 * MS);
+        timing.record_conversion(MS);
         let schedule = timing.schedule();
         assert_eq!(schedule.inference_since, Some(started));
         assert_eq!(schedule.inference_time, Some(10 * MS));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gst::glib;
 
 use super::handoff::{Handoff, Job};
-use super::stats::{Statistics, smoothed};
+use super::stats::Statistics;
 use crate::convert::ConvertedFrame;
 use crate::engine::{ModelOptions, ModelSource, RunCanceller};
 use crate::geometry::{Fit, Placement};
@@ -78,9 +78,6 @@ struct Mailbox {
     input: Option<InputTarget>,
     /// A model to switch to (model-location changed while running).
     reload: Option<WorkerConfig>,
-    /// Smoothed time per inference and per conversion (mirrored in the hand-over's timing).
-    inference_time: Option<Duration>,
-    convert_time: Option<Duration>,
 }
 
 /// Sync mode: how far the worker got, for the streaming thread waiting on one frame.
@@ -267,10 +264,7 @@ impl Shared {
         {
             let mut mailbox = lock(&self.mailbox);
             mailbox.preparing = false;
-            mailbox.convert_time = Some(smoothed(mailbox.convert_time, prepared.convert_time));
-            if let Some(time) = mailbox.convert_time {
-                self.handoff.timing.set_convert_time(time);
-            }
+            self.handoff.timing.record_conversion(prepared.convert_time);
             if !mailbox.shutdown {
                 mailbox.prepared = Some(prepared);
             }
@@ -289,25 +283,17 @@ impl Shared {
     /// A new model: the preparer converts for its input from now on, and its first timing
     /// replaces what was learnt about the previous one.
     pub fn model_loaded(&self, input: InputTarget, first_run: Duration) {
-        {
-            let mut mailbox = lock(&self.mailbox);
-            mailbox.input = Some(input);
-            mailbox.inference_time = Some(first_run);
-            self.handoff.timing.set_inference_time(Some(first_run));
-        }
+        lock(&self.mailbox).input = Some(input);
+        self.handoff.timing.set_inference_time(first_run);
         self.handoff.wake_preparer();
         self.stats.model_loaded(first_run);
     }
 
     /// The inference ended; `model_time` is what the model took when it ran.
     pub fn job_done(&self, model_time: Option<Duration>) {
-        {
-            let mut mailbox = lock(&self.mailbox);
-            self.handoff.timing.set_inference_since(None);
-            if let Some(time) = model_time {
-                mailbox.inference_time = Some(smoothed(mailbox.inference_time, time));
-                self.handoff.timing.set_inference_time(mailbox.inference_time);
-            }
+        self.handoff.timing.set_inference_since(None);
+        if let Some(time) = model_time {
+            self.handoff.timing.record_inference(time);
         }
         self.handoff.wake_preparer();
     }

@@ -155,11 +155,11 @@ impl InferenceResult {
     /// The `asyncdetect` element message for this result: the detections as the metas carry them,
     /// the frame's timestamp and the time the inference took.
     pub fn message(&self, latency: Duration) -> gst::Structure {
-        let list = gst::List::new(self.rois.iter().map(|roi| {
-            let mut detection = roi.detection.clone();
-            detection.remove_field("frame_timestamp");
-            detection.to_send_value()
-        }));
+        let list = gst::List::new(
+            self.detections
+                .iter()
+                .map(|detection| detection_structure(detection).to_send_value()),
+        );
         let mut structure = gst::Structure::builder("asyncdetect")
             .field("inference-latency", nanos(latency))
             .field("detections", list)
@@ -176,7 +176,7 @@ fn corners(bbox: &NormalizedBox) -> [f64; 4] {
 }
 
 /// The `detection` structure used both in ROI metas and bus messages (DL Streamer's layout).
-pub fn detection_structure(detection: &Detection) -> gst::Structure {
+fn detection_structure(detection: &Detection) -> gst::Structure {
     let [x_min, y_min, x_max, y_max] = corners(&detection.bbox);
     gst::Structure::builder("detection")
         .field("label_id", detection.class_id)
