@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -144,17 +144,26 @@ pub struct ModelOptions {
 }
 
 impl ModelOptions {
+    /// Neither `threads` nor `lanes` set: the shared instance picks them from its users. One
+    /// stream gets one lane using every core (the shortest time per frame); once several streams
+    /// share the instance, their frames run on lanes of one thread each, cores + 1 of them, which
+    /// keeps every core busy (one wide lane leaves cores idle between ONNX Runtime's small
+    /// parallel sections: measured with eight cameras on 2 cores, 0.6 of the plain loop's rate
+    /// against 0.9 for narrow lanes).
+    pub fn adaptive(&self) -> bool {
+        self.threads == 0 && self.lanes == 0
+    }
+
     /// The most lanes to open: as asked, or enough `threads`-wide lanes to fill the cores plus
     /// one, which keeps them busy while a lane's thread is between frames (measured with eight
-    /// cameras on 2 cores: 3 lanes of 1 thread ran 7 % more inferences than 2). Lanes open only
+    /// cameras on 2 cores: 3 lanes of 1 thread ran 7 % more inferences than 2); when
+    /// [`adaptive`](Self::adaptive), the wide lane and cores + 1 narrow ones. Lanes open only
     /// when frames wait and every open lane is busy, so a single stream keeps one.
     pub fn lane_count(&self) -> usize {
+        let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
         match (self.lanes, self.threads) {
-            (0, 0) => 1,
-            (0, threads) => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (cores / threads).max(1) + 1
-            }
+            (0, 0) => 1 + cores() + 1,
+            (0, threads) => (cores() / threads).max(1) + 1,
             (lanes, _) => lanes,
         }
     }
@@ -314,6 +323,11 @@ pub struct SharedSession {
     lanes: Vec<OnceLock<Mutex<Session>>>,
     /// Builds another session of the model for a new lane.
     open_lane: Box<dyn Fn() -> Result<Session, String> + Send + Sync>,
+    /// Lane 0 uses every core and serves a single user; several users' frames go to the other
+    /// lanes, one thread each (see [`ModelOptions::adaptive`]).
+    adaptive: bool,
+    /// Models (elements) using the session now.
+    users: AtomicUsize,
     queue: Mutex<RunQueue>,
     turn: Condvar,
     max_batch: usize,
@@ -325,6 +339,7 @@ impl SharedSession {
     fn new(
         first: Session,
         max_lanes: usize,
+        adaptive: bool,
         open_lane: Box<dyn Fn() -> Result<Session, String> + Send + Sync>,
     ) -> SharedSession {
         // A batch dimension that is not fixed (-1) takes several frames.
@@ -362,6 +377,8 @@ impl SharedSession {
             }),
             lanes,
             open_lane,
+            adaptive,
+            users: AtomicUsize::new(0),
             turn: Condvar::new(),
             max_batch: if batchable { MAX_BATCH } else { 1 },
             runs: AtomicU64::new(0),
@@ -406,16 +423,7 @@ impl SharedSession {
                 return (Err(RunError::Cancelled), request.data);
             }
             let at_head = queue.waiting.front().is_some_and(|r| r.ticket == ticket);
-            let lane = if !at_head {
-                None
-            } else if let Some(lane) = queue.free_lanes.pop() {
-                Some(lane)
-            } else if queue.opened < queue.lane_limit {
-                queue.opened += 1;
-                Some(queue.opened - 1)
-            } else {
-                None
-            };
+            let lane = if at_head { self.free_lane(&mut queue) } else { None };
             if let Some(lane) = lane {
                 let batch = self.take_batch(&mut queue);
                 // Fatal errors only in ONNX Runtime's own log: an interrupted run is not an error
@@ -484,6 +492,27 @@ impl SharedSession {
             }
             queue = self.turn.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// A lane for the frames at the head of the queue: a free one, or a new one while fewer than
+    /// the limit are open. An adaptive instance keeps lane 0 for a single user and the others for
+    /// several, unless the others could not be opened.
+    fn free_lane(&self, queue: &mut RunQueue) -> Option<usize> {
+        let usable: fn(usize) -> bool = if !self.adaptive {
+            |_| true
+        } else if self.users.load(Ordering::Relaxed) > 1 && queue.lane_limit > 1 {
+            |lane| lane != 0
+        } else {
+            |lane| lane == 0
+        };
+        if let Some(index) = queue.free_lanes.iter().position(|&lane| usable(lane)) {
+            return Some(queue.free_lanes.swap_remove(index));
+        }
+        if queue.opened < queue.lane_limit && usable(queue.opened) {
+            queue.opened += 1;
+            return Some(queue.opened - 1);
+        }
+        None
     }
 
     /// Opens lane `lane` if it is not open yet.
@@ -669,6 +698,11 @@ impl SessionUsers {
         self.0.strong_count()
     }
 
+    /// Lanes (sessions of the model) open now.
+    pub fn lanes_open(&self) -> usize {
+        self.0.upgrade().map_or(0, |s| lock(&s.queue).opened)
+    }
+
     /// Session runs so far and the frames they held (more frames than runs: batching happened).
     pub fn runs(&self) -> (u64, u64) {
         self.0.upgrade().map_or((0, 0), |s| {
@@ -710,28 +744,18 @@ fn element_type(ty: &TensorElementType) -> Option<ElementType> {
 impl Model {
     /// Builds the session, works out the input layout and picks the output decoder, then runs the
     /// model once so the first real frame does not pay for ONNX Runtime's lazy initialisation.
-    /// `warm_up` can interrupt that first run, `frames` every later one.
+    /// Building a session cannot be interrupted: it runs on a thread of its own, and once
+    /// `abandon` returns true the load returns [`EngineError::Cancelled`] without waiting for it.
+    /// `warm_up` can interrupt the first run, `frames` every later one.
     pub fn load(
         source: &ModelSource,
         labels: Labels,
         options: &ModelOptions,
         warm_up: &Arc<RunCanceller>,
         frames: &Arc<RunCanceller>,
+        abandon: &dyn Fn() -> bool,
     ) -> Result<Model, EngineError> {
         let environment = environment(options.library.as_deref())?;
-        let model_error =
-            |what: &str, e: ort::Error| EngineError::Model(format!("{what} model {source}: {e}"));
-        // Spinning worker threads would steal the CPU the video pipeline needs between inferences.
-        let configure = || -> Result<ort::session::builder::SessionBuilder, String> {
-            Session::builder(&environment)
-                .map_err(|e| e.to_string())?
-                .with_intra_threads(options.threads)
-                .map_err(|e| e.to_string())?
-                .with_intra_op_spinning(false)
-                .map_err(|e| e.to_string())?
-                .with_inter_op_spinning(false)
-                .map_err(|e| e.to_string())
-        };
         let key = match &options.instance_id {
             Some(id) => SessionKey::Instance(id.clone()),
             None => SessionKey::Model {
@@ -752,39 +776,18 @@ impl Model {
                 lanes: options.lane_count(),
             },
         };
-        let shared = shared_session(key, || {
-            let bytes: Arc<Cow<'static, [u8]>> = Arc::new(match source {
-                ModelSource::BuiltIn => Cow::Borrowed(DEFAULT_MODEL),
-                ModelSource::File(path) => {
-                    let bytes = crate::files::read_regular_file(path, "model", crate::files::MAX_MODEL_BYTES)
-                        .map_err(EngineError::Model)?;
-                    if let Some(problem) = crate::files::not_onnx(&bytes) {
-                        return Err(EngineError::Model(format!("model {} {problem}", path.display())));
-                    }
-                    Cow::Owned(bytes)
-                }
-            });
-            let first = configure()
-                .map_err(|e| {
-                    EngineError::Model(format!("could not configure a session for model {source}: {e}"))
-                })?
-                .commit_from_memory(&bytes)
-                .map_err(|e| model_error("could not load", e))?;
-            let lanes = options.lane_count();
-            // Further lanes are built from the same bytes, kept only when there may be some.
-            let kept = (lanes > 1).then_some(bytes);
-            let (environment, threads) = (environment.clone(), options.threads);
-            let open_lane = Box::new(move || -> Result<Session, String> {
-                let bytes = kept.as_ref().ok_or("one lane only")?;
-                Session::builder(&environment)
-                    .and_then(|b| Ok(b.with_intra_threads(threads)?))
-                    .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
-                    .and_then(|b| Ok(b.with_inter_op_spinning(false)?))
-                    .and_then(|mut b| b.commit_from_memory(bytes))
-                    .map_err(|e| e.to_string())
-            });
-            Ok(SharedSession::new(first, lanes, open_lane))
-        })?;
+        let (owned_source, owned_options) = (source.clone(), options.clone());
+        let shared = crate::abandonable::run(
+            "asyncdetect-load",
+            move || shared_session(key, || build_session(&owned_source, &owned_options, &environment)),
+            abandon,
+        )
+        .map_err(|why| match why {
+            crate::abandonable::Abandoned::ByCaller => EngineError::Cancelled,
+            crate::abandonable::Abandoned::Failed(e) => {
+                EngineError::Model(format!("loading model {source} failed: {e}"))
+            }
+        })??;
         let (mut input, decoder) = describe(&shared.signature, source, options)?;
         // Channel order and float normalisation left at the defaults get what the model family
         // is trained with.
@@ -803,6 +806,8 @@ impl Model {
 
         warm_up.runs_on(&shared);
         frames.runs_on(&shared);
+        // Counted until the model drops.
+        shared.users.fetch_add(1, Ordering::Relaxed);
         let mut model = Model {
             session: shared,
             canceller: warm_up.clone(),
@@ -914,6 +919,55 @@ impl Model {
     pub fn set_nms_iou(&mut self, iou: f32) {
         self.decoder.set_nms_iou(iou);
     }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        self.session.users.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Builds a model's first session, and how to open more lanes of it.
+fn build_session(
+    source: &ModelSource,
+    options: &ModelOptions,
+    environment: &Environment,
+) -> Result<SharedSession, EngineError> {
+    let bytes: Arc<Cow<'static, [u8]>> = Arc::new(match source {
+        ModelSource::BuiltIn => Cow::Borrowed(DEFAULT_MODEL),
+        ModelSource::File(path) => {
+            let bytes = crate::files::read_regular_file(path, "model", crate::files::MAX_MODEL_BYTES)
+                .map_err(EngineError::Model)?;
+            if let Some(problem) = crate::files::not_onnx(&bytes) {
+                return Err(EngineError::Model(format!("model {} {problem}", path.display())));
+            }
+            Cow::Owned(bytes)
+        }
+    });
+    let adaptive = options.adaptive();
+    let first = session_from(environment, options.threads, &bytes)
+        .map_err(|e| EngineError::Model(format!("could not load model {source}: {e}")))?;
+    let lanes = options.lane_count();
+    // Further lanes are built from the same bytes, kept only when there may be some.
+    let kept = (lanes > 1).then_some(bytes);
+    let threads = if adaptive { 1 } else { options.threads };
+    let environment = environment.clone();
+    let open_lane = Box::new(move || -> Result<Session, String> {
+        let bytes = kept.as_ref().ok_or("one lane only")?;
+        session_from(&environment, threads, bytes)
+    });
+    Ok(SharedSession::new(first, lanes, adaptive, open_lane))
+}
+
+/// One ONNX Runtime session of a model. Spinning worker threads would steal the CPU the video
+/// pipeline needs between inferences.
+fn session_from(environment: &Environment, threads: usize, bytes: &[u8]) -> Result<Session, String> {
+    Session::builder(environment)
+        .and_then(|b| Ok(b.with_intra_threads(threads)?))
+        .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
+        .and_then(|b| Ok(b.with_inter_op_spinning(false)?))
+        .and_then(|mut b| b.commit_from_memory(bytes))
+        .map_err(|e| e.to_string())
 }
 
 /// Works out a session's input layout and output decoder, or explains why the model cannot be used.

@@ -9,6 +9,7 @@
 
 use gst::glib;
 
+pub mod abandonable;
 mod asyncdetect;
 pub mod colour;
 pub mod convert;

@@ -157,9 +157,10 @@ fn streams_take_fair_turns_on_one_session() {
             )
         })
         .collect();
+    // Default threads and lanes: a single stream runs on one lane using every core.
     let alone = live_stream(
         "videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1",
-        "model-instance-id=other-test threads=1",
+        "model-instance-id=other-test",
     );
     assert_fair_turns(&streams, 20);
     let users = streams[0].detect.property::<u32>("session-users");
@@ -168,6 +169,7 @@ fn streams_take_fair_turns_on_one_session() {
         streams[0].detect.property::<u64>("session-frames"),
     );
     let alone_users = alone.detect.property::<u32>("session-users");
+    let alone_lanes = alone.detect.property::<u32>("session-lanes-open");
     let delivered: Vec<bool> = streams
         .iter()
         .map(|s| s.sink.try_pull_sample(gst::ClockTime::from_seconds(30)).is_some())
@@ -178,12 +180,14 @@ fn streams_take_fair_turns_on_one_session() {
     println!("runs {runs}, frames {frames}");
     assert_eq!(users, 4);
     assert_eq!(alone_users, 1);
+    assert_eq!(alone_lanes, 1, "one stream keeps the one wide lane");
     assert_eq!(runs, frames, "a fixed batch of 1 is never batched");
     assert!(delivered.iter().all(|d| *d));
 }
 
 /// Two live cameras on one shared session of the built-in model, one seeing the person's half of
-/// the photo and one the horse's: each finds its own object and never the other's.
+/// the photo and one the horse's: each finds its own object and never the other's. With default
+/// threads and lanes their frames run on lanes of their own beside the single-stream one.
 #[test]
 fn two_cameras_share_a_session_and_keep_their_own_results() {
     init();
@@ -226,8 +230,10 @@ fn two_cameras_share_a_session_and_keep_their_own_results() {
         }
     }
     let users = streams[0].0.detect.property::<u32>("session-users");
+    let lanes = streams[0].0.detect.property::<u32>("session-lanes-open");
     for (stream, _, _) in &streams {
         stream.pipeline.set_state(gst::State::Null).unwrap();
     }
     assert_eq!(users, 2);
+    assert!(lanes >= 2, "two streams opened a one-thread lane: {lanes} open");
 }

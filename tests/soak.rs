@@ -12,13 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4)
-}
-
 /// 1080p30 in real time (a clock-synchronised sink) through the three elements for SOAK_SECONDS,
 /// with a caps change and a flushing seek every minute: every frame comes out, memory stays flat.
 #[test]

@@ -285,6 +285,9 @@ impl ObjectImpl for AsyncDetect {
             "frames-skipped" => counter(&self.stats.frames_skipped),
             "inference-fps" => self.stats.inference_fps().to_value(),
             "inference-latency" => counter(&self.stats.inference_latency_ns),
+            "session-lanes-open" => {
+                (self.stats.session_lanes_open().min(u32::MAX as usize) as u32).to_value()
+            }
             "session-users" => (self.stats.session_users().min(u32::MAX as usize) as u32).to_value(),
             _ => {
                 gst::warning!(CAT, imp = self, "Unknown property {}", pspec.name());
@@ -407,6 +410,9 @@ impl BaseTransformImpl for AsyncDetect {
             match event.view() {
                 gst::EventView::FlushStart(_) => shared.start_flush(),
                 gst::EventView::FlushStop(_) => shared.stop_flush(),
+                // After the last frame there is no video left to hold up: a model still loading
+                // is waited for, so an error in it reaches the bus before EOS does.
+                gst::EventView::Eos(_) => shared.wait_for_first_model(),
                 _ => (),
             }
         }

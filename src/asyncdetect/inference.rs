@@ -60,6 +60,7 @@ impl<'a> Inference<'a> {
                 &config.options,
                 &shared.load_canceller,
                 &shared.frame_canceller,
+                &|| shared.is_shut_down(),
             )
         };
         let mut loaded = load();
@@ -107,6 +108,7 @@ impl<'a> Inference<'a> {
             &config.options,
             &self.shared.load_canceller,
             &self.shared.frame_canceller,
+            &|| self.shared.is_shut_down(),
         );
         match loaded {
             Ok(model) => {

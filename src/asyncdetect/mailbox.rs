@@ -88,6 +88,8 @@ struct SyncOutcome {
     flushing: bool,
     failed: bool,
     stopped: bool,
+    /// A model has loaded.
+    model_loaded: bool,
 }
 
 #[derive(Default)]
@@ -287,6 +289,8 @@ impl Shared {
         self.handoff.timing.set_inference_time(first_run);
         self.handoff.wake_preparer();
         self.stats.model_loaded(first_run);
+        lock(&self.outcome).model_loaded = true;
+        self.result_ready.notify_all();
     }
 
     /// The inference ended; `model_time` is what the model took when it ran.
@@ -310,6 +314,16 @@ impl Shared {
     /// Posts an element error, then marks the worker failed. In that order: the streaming thread
     /// returns an error flow once it sees the failure, and the application should read this
     /// message, not a generic one.
+    /// Waits until the first model has loaded, or failed (its error is posted by then), or the
+    /// element flushes or stops. At the end of a stream shorter than the model's load, this is
+    /// what lets a broken model be reported before EOS.
+    pub fn wait_for_first_model(&self) {
+        let mut outcome = lock(&self.outcome);
+        while !(outcome.model_loaded || outcome.failed || outcome.stopped || outcome.flushing) {
+            outcome = self.result_ready.wait(outcome).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
     pub fn fail_with<T: gst::MessageErrorDomain>(
         &self,
         element: &glib::WeakRef<gst::Element>,

@@ -70,7 +70,10 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         .build(),
     glib::ParamSpecUInt::builder("threads")
         .nick("Threads")
-        .blurb("ONNX Runtime intra-op threads for the model (0: ONNX Runtime's default, one per core).")
+        .blurb(
+            "ONNX Runtime intra-op threads per lane of the model (0: one per core while one \
+             stream uses the model, one per lane once several share it; see session-lanes).",
+        )
         .maximum(256)
         .default_value(DEFAULT_THREADS)
         .mutable_ready()
@@ -275,9 +278,10 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             "How many frames the shared model instance may run at once (as DL Streamer's \
              nireq). Each lane is one more ONNX Runtime session of the model (more \
              memory), opened only when frames of several streams wait; frames still \
-             queue oldest first. 0: one lane per `threads` threads per core plus one \
-             (one lane when threads is 0, which uses every core). For many cameras set \
-             threads=1: it gives the most inferences per second. The first element to \
+             queue oldest first. 0: with threads also 0, the instance adapts: one lane \
+             using every core while one stream uses it, and once several do, up to \
+             cores + 1 lanes of one thread each (the most inferences per second in \
+             total); with threads set, cores / threads + 1 lanes. The first element to \
              start decides.",
         )
         .minimum(0)
@@ -298,6 +302,14 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         .blurb(
             "Frames the shared session ran on, for all elements sharing it: more than \
              session-runs when frames of several streams were batched.",
+        )
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt::builder("session-lanes-open")
+        .nick("Session lanes open")
+        .blurb(
+            "Lanes (ONNX Runtime sessions of the model) the shared instance has open now, for all \
+             elements sharing it: each holds its own working memory (0 until loaded).",
         )
         .read_only()
         .build(),

@@ -51,6 +51,11 @@ impl Statistics {
         lock(&self.session).count()
     }
 
+    /// Lanes of the shared session open now (0 before it is loaded).
+    pub fn session_lanes_open(&self) -> usize {
+        lock(&self.session).lanes_open()
+    }
+
     /// Runs of the shared session and the frames they held (see [`SessionUsers::runs`]).
     pub fn session_runs(&self) -> (u64, u64) {
         lock(&self.session).runs()

@@ -242,12 +242,24 @@ pub fn rois(buffer: &gst::BufferRef) -> Vec<Roi> {
         .collect()
 }
 
+/// This process's resident memory in KiB.
+pub fn resident_kib() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let page_bytes = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page_bytes / 1024)
+}
+
+/// Intersection over union of two boxes (x_min, y_min, x_max, y_max); 0 when both are empty.
 pub fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = w * h;
     let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    inter / (area(a) + area(b) - inter)
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// Where the person stands in the test photo (normalised x_min, y_min, x_max, y_max), as the

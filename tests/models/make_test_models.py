@@ -15,6 +15,10 @@
   that returns at once on an all-black frame (the element's warm-up) and otherwise loops 10^8
   times (many minutes on any machine): a run that never ends by itself, for the tests that stop,
   flush or change the model while an inference runs.
+- slow_loading_ssd.onnx: an SSD-style graph (one `person` like slow_ssd.onnx, answered at once)
+  whose loading takes seconds: ONNX Runtime folds a chain of three 4096x4096 matrix products of
+  constants (~400 GFLOP, values 0.5 and 1.0) while it builds the session, for the tests that stop
+  an element during a load.
 - huge_input.onnx: an SSD-style graph whose image input declares [1, 100000, 100000, 3] (30 GB
   per frame): the element must refuse it with an error, not try to allocate a frame for it.
 - tiny_yolov8.onnx: a YOLOv8-layout stand-in (no YOLO detector ships in a package yet): float
@@ -308,6 +312,30 @@ def batch_brightness(iterations=2000):
     save(graph, "batch_brightness.onnx")
 
 
+def slow_loading_ssd(size=4096, products=3):
+    nodes = [
+        const("square", np.array([size, size], dtype=np.int64)),
+        helper.make_node(
+            "ConstantOfShape", ["square"], ["halves"], value=helper.make_tensor("half", TensorProto.FLOAT, [1], [0.5])
+        ),
+    ]
+    state = "halves"
+    for index in range(products):
+        nodes.append(helper.make_node("MatMul", [state, "halves"], [f"product{index}"]))
+        # tanh of a large positive sum: exactly 1.0, far from zero and from overflow.
+        nodes.append(helper.make_node("Tanh", [f"product{index}"], [f"state{index}"]))
+        state = f"state{index}"
+    nodes += [
+        helper.make_node("ReduceMean", [state], ["folded_mean"], keepdims=0),
+        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
+        helper.make_node("Add", ["mean", "folded_mean"], ["sum"]),
+        const("zero", np.array(0.0, dtype=np.float32)),
+        helper.make_node("Mul", ["sum", "zero"], ["nothing"]),
+    ]
+    save_one_person_model(nodes, "slow_loading_ssd", image_input())
+
+
 def time_models():
     """Each generated model's cost with ONNX Runtime on one thread, on frames whose pixels are all
     0, all 2 (values that once decayed into denormals), all 200, and noise."""
@@ -349,3 +377,4 @@ if __name__ == "__main__":
     bad_input()
     huge_input()
     endless_ssd()
+    slow_loading_ssd()
