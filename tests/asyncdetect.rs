@@ -414,6 +414,52 @@ fn sync_mode_infers_every_frame_before_eos() {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
+/// A stream that runs faster than the model (a file into an unsynchronised sink): in async mode
+/// the end of the stream waits for the frame handed over last, so its result is posted before
+/// EOS, and the element says how many frames it inferred.
+#[test]
+fn the_end_of_a_fast_stream_posts_the_last_result_and_a_summary() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! imagefreeze num-buffers=30 ! \
+         video/x-raw,framerate=30/1 ! asyncdetect name=detect ! fakesink sync=false",
+        data_path("data/person.jpg").display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut last_result = None;
+    let mut summary = None;
+    loop {
+        let message = bus
+            .timed_pop(gst::ClockTime::from_seconds(120))
+            .expect("the stream ends");
+        match message.view() {
+            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "asyncdetect") => {
+                last_result = e.structure().map(|s| s.to_string());
+            }
+            gst::MessageView::Info(info) => summary = info.debug().map(|d| d.to_string()),
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => (),
+        }
+    }
+    let inferred = pipeline
+        .by_name("detect")
+        .unwrap()
+        .property::<u64>("frames-inferred");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let last_result = last_result.expect("at least one result was posted before EOS");
+    assert!(last_result.contains("person"), "{last_result}");
+    let summary = summary.expect("a summary at EOS");
+    assert!(
+        summary.contains(&format!("{inferred} of 30 frames inferred")),
+        "{summary}"
+    );
+}
+
 /// LATENCY: async adds nothing; sync adds the measured inference time.
 #[test]
 fn latency_query_is_honest_for_each_mode() {

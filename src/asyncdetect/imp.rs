@@ -119,6 +119,55 @@ impl AsyncDetect {
         })
     }
 
+    /// At the end of the stream there is no video left to hold up: waits for a model still
+    /// loading (so an error in it reaches the bus before EOS does) and for the last frame handed
+    /// over (so its result is posted, even when the stream ran faster than the model), then says
+    /// how many frames the model saw. A flush or a stop ends the wait.
+    fn finish_stream(&self, shared: &Shared, last_taken: Option<u64>) {
+        shared.wait_for_first_model();
+        if self.settings.load().mode == AsyncDetectMode::Async
+            && let Some(seq) = last_taken
+        {
+            shared.wait_until_finished(seq);
+        }
+        let frames = self.stats.frames_in.load(Ordering::Relaxed);
+        let inferred = self.stats.frames_inferred.load(Ordering::Relaxed);
+        gst::info!(
+            CAT,
+            imp = self,
+            "End of stream: {frames} frames, {inferred} inferred"
+        );
+        if frames > 0 && inferred == 0 && !shared.has_failed() {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                ("No frame was inferred of the {} frames of this stream", frames),
+                [
+                    "Frames reach the model only as interval, max-fps and motion-gating allow, \
+                     and only one at a time: check those, or infer every frame with mode=sync"
+                ]
+            );
+        } else if frames > 0 {
+            let settings = self.settings.load();
+            let mut summary = format!("{inferred} of {frames} frames inferred");
+            if settings.mode == AsyncDetectMode::Async
+                && inferred.saturating_mul(2) < frames
+                && settings.interval <= 1
+                && settings.max_fps == 0.0
+                && !settings.motion_gating
+            {
+                let model_ms = self.stats.inference_latency_ns.load(Ordering::Relaxed) as f64 / 1e6;
+                summary.push_str(&format!(
+                    ": the stream ran faster than the model ({model_ms:.0} ms a frame), which sees \
+                     the newest frame each time it is free. Play in real time (sync=true on the \
+                     sink) to see it keep up, or use mode=sync to infer every frame"
+                ));
+            }
+            // gst-launch-1.0 prints an info message's debug text only.
+            gst::element_imp_info!(self, gst::StreamError::Failed, ("{}", summary), ["{}", summary]);
+        }
+    }
+
     fn mark_taken(&self, seq: u64, pts: Option<gst::ClockTime>) {
         if let Some(state) = lock(&self.state).as_mut() {
             state.last_taken = Some((seq, pts));
@@ -405,14 +454,21 @@ impl BaseTransformImpl for AsyncDetect {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        let shared = lock(&self.state).as_ref().map(|s| s.shared.clone());
+        let (shared, last_taken) = match lock(&self.state).as_mut() {
+            Some(state) => {
+                if let gst::EventView::FlushStop(_) = event.view() {
+                    // Frames handed over before the flush were dropped by it.
+                    state.last_taken = None;
+                }
+                (Some(state.shared.clone()), state.last_taken.map(|(seq, _)| seq))
+            }
+            None => (None, None),
+        };
         if let Some(shared) = shared {
             match event.view() {
                 gst::EventView::FlushStart(_) => shared.start_flush(),
                 gst::EventView::FlushStop(_) => shared.stop_flush(),
-                // After the last frame there is no video left to hold up: a model still loading
-                // is waited for, so an error in it reaches the bus before EOS does.
-                gst::EventView::Eos(_) => shared.wait_for_first_model(),
+                gst::EventView::Eos(_) => self.finish_stream(&shared, last_taken),
                 _ => (),
             }
         }

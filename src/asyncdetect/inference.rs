@@ -277,7 +277,6 @@ impl<'a> Inference<'a> {
                 (element, message)
             });
         let published = self.shared.handoff.publish(job.generation, result);
-        self.shared.finished(job.seq);
         if let (true, Some((element, message))) = (published, message) {
             gst::trace!(
                 CAT,
@@ -288,6 +287,9 @@ impl<'a> Inference<'a> {
             );
             let _ = element.post_message(message);
         }
+        // After the message: whoever waits for this frame (sync mode, the end of the stream)
+        // goes on with its result already on the bus.
+        self.shared.finished(job.seq);
         Ok(())
     }
 

@@ -324,6 +324,19 @@ impl Shared {
         }
     }
 
+    /// Waits until the job `seq` has ended (with or without a result), or the worker failed, or
+    /// the element flushes or stops.
+    pub fn wait_until_finished(&self, seq: u64) {
+        let mut outcome = lock(&self.outcome);
+        while !(outcome.finished_seq >= seq || outcome.failed || outcome.stopped || outcome.flushing) {
+            outcome = self.result_ready.wait(outcome).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub fn has_failed(&self) -> bool {
+        lock(&self.outcome).failed
+    }
+
     pub fn fail_with<T: gst::MessageErrorDomain>(
         &self,
         element: &glib::WeakRef<gst::Element>,
