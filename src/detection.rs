@@ -107,6 +107,21 @@ impl DetectionFilter {
             .collect()
     }
 
+    /// The class names this filter mentions (`classes` and `class_thresholds`) that `known` does
+    /// not accept, sorted: a misspelt name silently matches nothing otherwise.
+    pub fn unknown_classes(&self, known: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut unknown: Vec<String> = self
+            .classes
+            .iter()
+            .chain(self.class_thresholds.keys())
+            .filter(|name| !known(name))
+            .cloned()
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        unknown
+    }
+
     /// Keeps what passes the threshold (its class's own, if set) and class list, most confident
     /// first, at most `max_detections`.
     pub fn apply(&self, mut detections: Vec<Detection>) -> Vec<Detection> {
@@ -130,6 +145,21 @@ impl DetectionFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_classes_are_named_whatever_the_case() {
+        let filter = DetectionFilter {
+            classes: DetectionFilter::parse_classes("Persn, car, person"),
+            class_thresholds: DetectionFilter::parse_class_thresholds("bus=0.4, car=0.3").unwrap(),
+            ..Default::default()
+        };
+        let known = |name: &str| ["person", "car"].iter().any(|k| k.eq_ignore_ascii_case(name));
+        assert_eq!(
+            filter.unknown_classes(known),
+            vec!["bus".to_string(), "persn".to_string()]
+        );
+        assert!(DetectionFilter::default().unknown_classes(|_| false).is_empty());
+    }
 
     fn detection(label: &str, confidence: f32) -> Detection {
         Detection {

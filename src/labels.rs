@@ -106,6 +106,13 @@ impl Labels {
     pub fn contains_name(&self, name: &str) -> bool {
         self.names.values().any(|n| n.eq_ignore_ascii_case(name))
     }
+
+    /// Every class name, in the order of their ids.
+    pub fn names_by_id(&self) -> Vec<&str> {
+        let mut named: Vec<(&i32, &String)> = self.names.iter().collect();
+        named.sort();
+        named.into_iter().map(|(_, name)| name.as_str()).collect()
+    }
 }
 
 #[cfg(test)]

@@ -248,6 +248,38 @@ fn malformed_class_thresholds_are_refused_with_a_warning() {
 
 /// The `timestamp` of the next `asyncdetect` result message on `bus` (the deadline only catches a
 /// hang).
+/// `labels=persn,car`: the misspelt class would silently match nothing. The element names it in
+/// a warning, with the model's classes in the details, and still reports what it can (cars).
+#[test]
+fn a_misspelt_class_name_is_named_with_the_known_ones() {
+    init();
+    let (frame, caps) = photo_frame("I420", 640, 424);
+    let (mut h, bus, _element) = harness_with_bus(&[sync_mode(), ("labels", "persn, CAR".to_value())], &caps);
+    h.push(timestamped(&frame, 0)).unwrap();
+    assert!(
+        rois(&h.pull().unwrap()).is_empty(),
+        "no class on the photo matches"
+    );
+    let warning = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning naming the class");
+    let gst::MessageView::Warning(w) = warning.view() else {
+        unreachable!()
+    };
+    let (text, details) = (w.error().to_string(), w.debug().unwrap_or_default().to_string());
+    assert!(text.contains("persn") && !text.contains("car"), "{text}");
+    assert!(
+        details.contains("person") && details.contains("bicycle"),
+        "{details}"
+    );
+    h.push(timestamped(&frame, 1)).unwrap();
+    h.pull().unwrap();
+    assert!(
+        bus.pop_filtered(&[gst::MessageType::Warning]).is_none(),
+        "warned once for the setting"
+    );
+}
+
 fn next_result_timestamp(bus: &gst::Bus) -> u64 {
     loop {
         let message = bus

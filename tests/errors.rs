@@ -351,6 +351,51 @@ fn model_files_are_checked_before_they_are_read() {
     assert!(error.contains("not a regular file"), "{error}");
 }
 
+/// gst-launch-1.0 sets properties before the element has a bus, so a refused value's warning went
+/// nowhere and the pipeline ran without it. Now the element refuses to start and says why; a
+/// valid value set afterwards clears the refusal.
+#[test]
+fn a_malformed_roi_from_gst_launch_fails_with_its_reason() {
+    let output = gst_launch_with_plugin(&[
+        "videotestsrc",
+        "num-buffers=5",
+        "!",
+        "asyncdetect",
+        "roi=left",
+        "!",
+        "fakesink",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // gst-launch-1.0 exits with 255 when the pipeline fails to start: an error exit, not a crash.
+    assert!(
+        matches!(output.status.code(), Some(code) if code != 0),
+        "{:?} {stdout} {stderr}",
+        output.status
+    );
+    assert!(
+        format!("{stdout}{stderr}").contains("Invalid roi \"left\""),
+        "{stdout} {stderr}"
+    );
+
+    init();
+    let element = detector(&[("roi", "left".to_value())]);
+    element.set_property("roi", "0.1,0.1,0.5,0.5");
+    let pipeline = gst::Pipeline::new();
+    let source = gst::ElementFactory::make("videotestsrc")
+        .property("num-buffers", 2)
+        .build()
+        .unwrap();
+    let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+    pipeline.add_many([&source, &element, &sink]).unwrap();
+    gst::Element::link_many([&source, &element, &sink]).unwrap();
+    assert!(
+        pipeline.set_state(gst::State::Paused).is_ok(),
+        "a valid roi set afterwards clears the refusal"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
 /// A model declaring a 100000x100000 input used to make the element allocate 30 GB and abort the
 /// whole process. Run in a child process (gst-launch-1.0) so a regression fails this test rather
 /// than killing the test runner: the pipeline must end with an error naming the size.

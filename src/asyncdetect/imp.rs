@@ -55,6 +55,9 @@ pub struct AsyncDetect {
     settings_writer: Mutex<()>,
     state: Mutex<Option<State>>,
     stats: Arc<Statistics>,
+    /// Values refused while the element was stopped, by property: set from gst-launch-1.0 the
+    /// warning goes nowhere (no bus yet), so starting fails with them instead.
+    refused: Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl AsyncDetect {
@@ -168,6 +171,24 @@ impl AsyncDetect {
         }
     }
 
+    /// Refuses a property value (the previous one stays): a warning, and while stopped, a
+    /// reason for `start()` to fail.
+    fn refuse(&self, property: &'static str, problem: String) {
+        if lock(&self.state).is_none() {
+            lock(&self.refused).insert(property, problem.clone());
+        }
+        gst::element_imp_warning!(
+            self,
+            gst::LibraryError::Settings,
+            ("{}; keeping the previous value", problem)
+        );
+    }
+
+    /// A property took a valid value: an earlier refusal no longer stands.
+    fn accepted(&self, property: &'static str) {
+        lock(&self.refused).remove(property);
+    }
+
     fn mark_taken(&self, seq: u64, pts: Option<gst::ClockTime>) {
         if let Some(state) = lock(&self.state).as_mut() {
             state.last_taken = Some((seq, pts));
@@ -228,17 +249,19 @@ impl ObjectImpl for AsyncDetect {
             "class-thresholds" => {
                 let list = optional_string(value).unwrap_or_default();
                 match DetectionFilter::parse_class_thresholds(&list) {
-                    Ok(thresholds) => self.change(|s| {
-                        s.class_thresholds = list;
-                        s.filter = Arc::new(DetectionFilter {
-                            class_thresholds: thresholds,
-                            ..(*s.filter).clone()
-                        });
-                    }),
-                    Err(e) => gst::element_imp_warning!(
-                        self,
-                        gst::LibraryError::Settings,
-                        ("Ignoring class-thresholds \"{}\": {}", list, e)
+                    Ok(thresholds) => {
+                        self.accepted("class-thresholds");
+                        self.change(|s| {
+                            s.class_thresholds = list;
+                            s.filter = Arc::new(DetectionFilter {
+                                class_thresholds: thresholds,
+                                ..(*s.filter).clone()
+                            });
+                        })
+                    }
+                    Err(e) => self.refuse(
+                        "class-thresholds",
+                        format!("Invalid class-thresholds \"{list}\": {e}"),
                     ),
                 }
             }
@@ -266,15 +289,14 @@ impl ObjectImpl for AsyncDetect {
             "roi" => {
                 let text = optional_string(value).unwrap_or_default();
                 match Region::parse(&text) {
-                    Ok(region) => self.change(|s| {
-                        s.roi = text;
-                        s.region = region.map(Arc::new);
-                    }),
-                    Err(e) => gst::element_imp_warning!(
-                        self,
-                        gst::LibraryError::Settings,
-                        ("Ignoring roi \"{}\": {}", text, e)
-                    ),
+                    Ok(region) => {
+                        self.accepted("roi");
+                        self.change(|s| {
+                            s.roi = text;
+                            s.region = region.map(Arc::new);
+                        })
+                    }
+                    Err(e) => self.refuse("roi", format!("Invalid roi \"{text}\": {e}")),
                 }
             }
             "interval" => self.change(|s| s.interval = value.get().unwrap_or(DEFAULT_INTERVAL)),
@@ -386,6 +408,13 @@ impl BaseTransformImpl for AsyncDetect {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let refused: Vec<String> = lock(&self.refused).values().cloned().collect();
+        if !refused.is_empty() {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("{}", refused.join("; "))
+            ));
+        }
         let settings = self.settings.load_full();
         let config = model_config(&settings).map_err(|e| e.to_error_message())?;
         self.stats.reset();

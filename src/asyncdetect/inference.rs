@@ -2,6 +2,7 @@
 //! model needs to run (motion gating), run it, filter and track what it found, and publish the
 //! result to the buffers and the bus. A model change swaps the model between frames.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use super::CAT;
 use super::handoff::Tracking;
 use super::mailbox::{InputTarget, Prepared, Shared, WorkerConfig};
 use super::meta::InferenceResult;
-use crate::detection::Detection;
+use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{EngineError, Model, ModelSource};
 use crate::geometry::Placement;
 use crate::motion::{MotionGate, Thumbnail};
@@ -32,6 +33,8 @@ pub struct Inference<'a> {
     post_latency: bool,
     warned_bad_frame: bool,
     warned_unnamed: bool,
+    /// The class filter last checked against the model's class names.
+    checked_filter: Option<Arc<DetectionFilter>>,
     tracker: Tracker,
     /// The flush generation the tracks belong to.
     tracker_generation: u64,
@@ -88,6 +91,7 @@ impl<'a> Inference<'a> {
             post_latency,
             warned_bad_frame: false,
             warned_unnamed: false,
+            checked_filter: None,
             tracker: Tracker::default(),
             tracker_generation: 0,
             epoch: Instant::now(),
@@ -115,6 +119,7 @@ impl<'a> Inference<'a> {
                 self.model = model;
                 self.labels_origin = config.labels_origin;
                 self.warned_unnamed = false;
+                self.checked_filter = None;
                 self.input_version += 1;
                 self.model_ready(&config.source, load_start);
                 self.motion_gate.reset();
@@ -217,6 +222,7 @@ impl<'a> Inference<'a> {
             self.shared.finished(job.seq);
             return Ok(());
         }
+        self.check_filter(&job.filter);
         self.model.set_nms_iou(job.nms_iou);
         let detections = match self.model.detect(plane, *stride) {
             Ok(detections) => detections,
@@ -375,6 +381,37 @@ impl<'a> Inference<'a> {
     }
 
     /// The labels file is shorter than the model's classes: say so once.
+    /// Warns once per setting when `labels` or `class-thresholds` name a class the model does
+    /// not have (a misspelt `persn` would silently report nothing), listing the ones it has.
+    fn check_filter(&mut self, filter: &Arc<DetectionFilter>) {
+        if self
+            .checked_filter
+            .as_ref()
+            .is_some_and(|checked| Arc::ptr_eq(checked, filter))
+        {
+            return;
+        }
+        self.checked_filter = Some(filter.clone());
+        let labels = self.model.labels();
+        // Classes the labels do not name are reported by their id.
+        let unknown =
+            filter.unknown_classes(|name| labels.contains_name(name) || name.parse::<i32>().is_ok());
+        if unknown.is_empty() {
+            return;
+        }
+        if let Some(element) = self.element.upgrade() {
+            gst::element_warning!(
+                element,
+                gst::LibraryError::Settings,
+                (
+                    "labels or class-thresholds name classes the model does not have: {}",
+                    unknown.join(", ")
+                ),
+                ["The model's classes: {}", labels.names_by_id().join(", ")]
+            );
+        }
+    }
+
     fn warn_unnamed(&mut self, detections: &[Detection]) {
         if self.warned_unnamed {
             return;

@@ -56,15 +56,19 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         .build(),
     glib::ParamSpecString::builder("labels")
         .nick("Class filter")
-        .blurb("Comma-separated class names to report, e.g. \"person,car\" (case-insensitive). Empty: all classes.")
+        .blurb(
+            "Comma-separated class names to report, e.g. \"person,car\" (case-insensitive). \
+             Empty: all classes. A name the model does not have is named in a warning.",
+        )
         .mutable_playing()
         .build(),
     glib::ParamSpecString::builder("class-thresholds")
         .nick("Per-class thresholds")
         .blurb(
             "Thresholds for some classes, overriding `threshold` for them, e.g. \
-             \"person=0.5,car=0.4\" (labels case-insensitive). A malformed list is refused \
-             with a warning and the previous one stays.",
+             \"person=0.5,car=0.4\" (labels case-insensitive). A malformed list fails the start \
+             when set before it; while running it is refused with a warning and the previous \
+             one stays.",
         )
         .mutable_playing()
         .build(),
@@ -213,8 +217,8 @@ pub fn specs() -> Vec<glib::ParamSpec> {
              \"x1,y1 x2,y2 x3,y3 ...\". The model sees the region's bounding rectangle \
              (cropped before scaling, so distant objects get more pixels); with a polygon \
              only objects whose centre lies inside are reported. Boxes are in full-frame \
-             coordinates. Empty: the whole frame. A malformed value is refused with a \
-             warning and the previous one stays.",
+             coordinates. Empty: the whole frame. A malformed value fails the start when set \
+             before it; while running it is refused with a warning and the previous one stays.",
         )
         .mutable_playing()
         .build(),
