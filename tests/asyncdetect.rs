@@ -492,6 +492,44 @@ fn the_end_of_a_fast_stream_posts_the_last_result_and_a_summary() {
     );
 }
 
+/// Sync mode on a live source whose frames come faster than the model: the video slows to the
+/// model's rate, and the element says so once, with the figures. A file (not live) does not warn.
+#[test]
+fn sync_mode_on_a_fast_live_source_warns_once() {
+    init();
+    let warnings_of = |live: bool| {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc is-live={live} num-buffers=40 ! \
+             video/x-raw,width=320,height=240,framerate=1000/1 ! asyncdetect mode=sync ! fakesink"
+        ))
+        .unwrap();
+        let bus = pipeline.bus().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut warnings = Vec::new();
+        loop {
+            let message = bus
+                .timed_pop(gst::ClockTime::from_seconds(120))
+                .expect("the stream ends");
+            match message.view() {
+                gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => panic!("{}", e.error()),
+                _ => (),
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        warnings
+    };
+    let live = warnings_of(true);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert!(
+        live[0].contains("mode=sync on a live source") && live[0].contains("1 ms between frames"),
+        "{}",
+        live[0]
+    );
+    assert_eq!(warnings_of(false), Vec::<String>::new());
+}
+
 /// LATENCY: async adds nothing; sync adds the measured inference time.
 #[test]
 fn latency_query_is_honest_for_each_mode() {

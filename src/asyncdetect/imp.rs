@@ -36,6 +36,8 @@ struct State {
     arrival_interval: Option<Duration>,
     /// The last frame handed to the worker (sequence number and timestamp), for rate control.
     last_taken: Option<(u64, Option<gst::ClockTime>)>,
+    /// Sync mode: whether the video was found slower than a live source, said once.
+    warned_slow_sync: bool,
 }
 
 /// What the streaming thread takes from [`State`] for one buffer.
@@ -168,6 +170,44 @@ impl AsyncDetect {
             }
             // gst-launch-1.0 prints an info message's debug text only.
             gst::element_imp_info!(self, gst::StreamError::Failed, ("{}", summary), ["{}", summary]);
+        }
+    }
+
+    /// Sync mode holds each frame for its inference: on a live source a model slower than the
+    /// frame rate slows the video down to the model's rate. Says so once per start, with the
+    /// figures.
+    fn check_sync_keeps_up(&self, info: &gst_video::VideoInfo) {
+        let fps = info.fps();
+        if fps.numer() <= 0 || fps.denom() <= 0 {
+            return;
+        }
+        let frame_ms = 1000.0 * fps.denom() as f64 / fps.numer() as f64;
+        let model_ms = self.stats.inference_latency_ns.load(Ordering::Relaxed) as f64 / 1e6;
+        if model_ms <= frame_ms {
+            return;
+        }
+        {
+            let mut state = lock(&self.state);
+            match state.as_mut() {
+                Some(state) if !state.warned_slow_sync => state.warned_slow_sync = true,
+                _ => return,
+            }
+        }
+        let mut latency = gst::query::Latency::new();
+        let live = self.obj().sink_pad().peer_query(&mut latency) && latency.result().0;
+        if live {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                (
+                    "mode=sync on a live source: the model takes {:.0} ms a frame, longer than the \
+                     {:.0} ms between frames, so the video slows to about {:.1} fps; mode=async \
+                     keeps the full rate",
+                    model_ms,
+                    frame_ms,
+                    1000.0 / model_ms
+                )
+            );
         }
     }
 
@@ -440,6 +480,7 @@ impl BaseTransformImpl for AsyncDetect {
             last_arrival: None,
             arrival_interval: None,
             last_taken: None,
+            warned_slow_sync: false,
         });
         Ok(())
     }
@@ -569,6 +610,7 @@ impl BaseTransformImpl for AsyncDetect {
                     if let Some(result) = result {
                         result.attach(buffer, &info, 0);
                     }
+                    self.check_sync_keeps_up(&info);
                     Ok(gst::FlowSuccess::Ok)
                 }
                 WaitOutcome::Flushing => Err(gst::FlowError::Flushing),
