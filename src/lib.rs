@@ -57,6 +57,8 @@ gst::plugin_define!(
     env!("CARGO_PKG_DESCRIPTION"),
     plugin_init,
     concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    // GStreamer loads only plugins that declare one of its own licence tags; of those, MIT/X11
+    // is the one the code's licence (MIT OR Apache-2.0) may be used under.
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
