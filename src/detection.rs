@@ -61,6 +61,9 @@ pub struct DetectionFilter {
     pub classes: HashSet<String>,
     /// Per-class thresholds (lower-case label → minimum confidence) overriding `threshold`.
     pub class_thresholds: HashMap<String, f32>,
+    /// `threshold` is the default, not the user's: a model family with its own default may
+    /// replace it.
+    pub threshold_is_default: bool,
 }
 
 impl Default for DetectionFilter {
@@ -70,6 +73,7 @@ impl Default for DetectionFilter {
             max_detections: 100,
             classes: HashSet::new(),
             class_thresholds: HashMap::new(),
+            threshold_is_default: true,
         }
     }
 }
@@ -230,8 +234,8 @@ mod tests {
         let filter = DetectionFilter {
             threshold: 0.5,
             max_detections: 0,
-            classes: HashSet::new(),
             class_thresholds: thresholds,
+            ..Default::default()
         };
         let kept = filter.apply(vec![
             detection("person", 0.7),

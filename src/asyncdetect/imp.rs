@@ -269,7 +269,10 @@ impl ObjectImpl for AsyncDetect {
             "onnxruntime-library" => self.change(|s| s.onnxruntime_library = optional_string(value)),
             "threshold" => {
                 let threshold = value.get::<f64>().unwrap_or(DEFAULT_THRESHOLD) as f32;
-                self.update_filter(|f| f.threshold = threshold);
+                self.update_filter(|f| {
+                    f.threshold = threshold;
+                    f.threshold_is_default = false;
+                });
             }
             "max-detections" => {
                 let max = value.get::<u32>().unwrap_or(DEFAULT_MAX_DETECTIONS) as usize;

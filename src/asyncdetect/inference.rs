@@ -35,6 +35,8 @@ pub struct Inference<'a> {
     warned_unnamed: bool,
     /// The class filter last checked against the model's class names.
     checked_filter: Option<Arc<DetectionFilter>>,
+    /// The filter as set, and as applied with the model family's default threshold.
+    family_filter: Option<(Arc<DetectionFilter>, Arc<DetectionFilter>)>,
     tracker: Tracker,
     /// The flush generation the tracks belong to.
     tracker_generation: u64,
@@ -92,6 +94,7 @@ impl<'a> Inference<'a> {
             warned_bad_frame: false,
             warned_unnamed: false,
             checked_filter: None,
+            family_filter: None,
             tracker: Tracker::default(),
             tracker_generation: 0,
             epoch: Instant::now(),
@@ -120,6 +123,7 @@ impl<'a> Inference<'a> {
                 self.labels_origin = config.labels_origin;
                 self.warned_unnamed = false;
                 self.checked_filter = None;
+                self.family_filter = None;
                 self.input_version += 1;
                 self.model_ready(&config.source, load_start);
                 self.motion_gate.reset();
@@ -253,7 +257,7 @@ impl<'a> Inference<'a> {
             detections.retain(|d| region.contains(&d.bbox));
         }
         self.warn_unnamed(&detections);
-        let detections = job.filter.apply(detections);
+        let detections = self.filter_for_model(&job.filter).apply(detections);
         let model_time = started.elapsed();
         self.shared.job_done(Some(model_time));
         let took = convert_time + model_time;
@@ -381,6 +385,30 @@ impl<'a> Inference<'a> {
     }
 
     /// The labels file is shorter than the model's classes: say so once.
+    /// The filter to apply: as set, with the model family's own default threshold when the user
+    /// set none (kept per setting, so a frame costs no copy).
+    fn filter_for_model(&mut self, filter: &Arc<DetectionFilter>) -> Arc<DetectionFilter> {
+        let Some(threshold) = self
+            .model
+            .decoder()
+            .preferred_threshold()
+            .filter(|_| filter.threshold_is_default)
+        else {
+            return filter.clone();
+        };
+        match &self.family_filter {
+            Some((set, applied)) if Arc::ptr_eq(set, filter) => applied.clone(),
+            _ => {
+                let applied = Arc::new(DetectionFilter {
+                    threshold,
+                    ..(**filter).clone()
+                });
+                self.family_filter = Some((filter.clone(), applied.clone()));
+                applied
+            }
+        }
+    }
+
     /// Warns once per setting when `labels` or `class-thresholds` name a class the model does
     /// not have (a misspelt `persn` would silently report nothing), listing the ones it has.
     fn check_filter(&mut self, filter: &Arc<DetectionFilter>) {

@@ -140,6 +140,16 @@ impl Decoder {
         }
     }
 
+    /// The confidence threshold for this family when the user sets none, where it differs from
+    /// the element's: NanoDet's scores are quality-weighted (they fall with the box's expected
+    /// overlap) and run lower than SSD's for the same objects; its authors' demo uses 0.35.
+    pub fn preferred_threshold(&self) -> Option<f32> {
+        match self {
+            Decoder::NanoDet(_) => Some(0.35),
+            _ => None,
+        }
+    }
+
     /// The channel order the family is trained with, when the user sets none.
     pub fn preferred_channel_order(&self) -> ChannelOrder {
         match self {
