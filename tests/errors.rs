@@ -351,6 +351,33 @@ fn model_files_are_checked_before_they_are_read() {
     assert!(error.contains("not a regular file"), "{error}");
 }
 
+/// Caps the element cannot take (here 16-bit grey, as a decoder behind decodebin may give) end
+/// upstream in a bare "not-negotiated"; the element says what it takes and what to put before
+/// it, once.
+#[test]
+fn unsupported_caps_say_what_to_put_before_the_element() {
+    init();
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "GRAY16_LE")
+        .field("width", 64)
+        .field("height", 48)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build();
+    let (mut h, bus, _element) = harness_with_bus(&[], &caps);
+    let frame = gst::Buffer::with_size(64 * 48 * 2).unwrap();
+    assert_eq!(h.push(frame.clone()), Err(gst::FlowError::NotNegotiated));
+    let _ = h.push(frame);
+    let warnings = warnings(&bus);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("GRAY16_LE")
+            && warnings[0].contains("videoconvert")
+            && warnings[0].contains("NV12"),
+        "{}",
+        warnings[0]
+    );
+}
+
 /// gst-launch-1.0 sets properties before the element has a bus, so a refused value's warning went
 /// nowhere and the pipeline ran without it. Now the element refuses to start and says why; a
 /// valid value set afterwards clears the refusal.

@@ -38,6 +38,8 @@ struct State {
     last_taken: Option<(u64, Option<gst::ClockTime>)>,
     /// Sync mode: whether the video was found slower than a live source, said once.
     warned_slow_sync: bool,
+    /// Whether upstream's caps were refused and the user told what to do, said once.
+    warned_caps: bool,
 }
 
 /// What the streaming thread takes from [`State`] for one buffer.
@@ -484,6 +486,7 @@ impl BaseTransformImpl for AsyncDetect {
             arrival_interval: None,
             last_taken: None,
             warned_slow_sync: false,
+            warned_caps: false,
         });
         Ok(())
     }
@@ -506,6 +509,43 @@ impl BaseTransformImpl for AsyncDetect {
         }
         gst::info!(CAT, imp = self, "Stopped");
         Ok(())
+    }
+
+    fn accept_caps(&self, direction: gst::PadDirection, caps: &gst::Caps) -> bool {
+        let accepted = self.parent_accept_caps(direction, caps);
+        if !accepted && direction == gst::PadDirection::Sink {
+            // Upstream ends with a bare "not-negotiated" from the demuxer or decoder; say here
+            // what the element takes and what to put before it, once per start.
+            let first = lock(&self.state)
+                .as_mut()
+                .is_some_and(|state| !std::mem::replace(&mut state.warned_caps, true));
+            if first {
+                let formats = self
+                    .obj()
+                    .sink_pad()
+                    .pad_template_caps()
+                    .structure(0)
+                    .and_then(|s| s.get::<gst::List>("format").ok())
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|v| v.get::<String>().ok())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "Cannot take {}: asyncdetect takes raw video in system memory in {}; \
+                         put videoconvert before it",
+                        caps,
+                        formats
+                    )
+                );
+            }
+        }
+        accepted
     }
 
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
