@@ -280,6 +280,50 @@ fn a_misspelt_class_name_is_named_with_the_known_ones() {
     );
 }
 
+/// DL Streamer's property names are the same properties here, so a `gvadetect` line works with
+/// asyncdetect in its place.
+#[test]
+fn dl_streamer_property_names_are_the_same_properties() {
+    init();
+    let models = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let model = models
+        .join("ssd_mobilenet_v2_coco_quant.onnx")
+        .display()
+        .to_string();
+    let labels = models.join("coco_labels.txt").display().to_string();
+    let (frame, caps) = photo_frame("I420", 640, 424);
+    let (mut h, _bus, element) = harness_with_bus(
+        &[
+            sync_mode(),
+            ("model", model.to_value()),
+            ("labels-file", labels.to_value()),
+            ("inference-interval", 3u32.to_value()),
+            ("object-class", "horse".to_value()),
+            ("nireq", 2u32.to_value()),
+            ("device", "CPU".to_value()),
+            ("batch-size", 1u32.to_value()),
+        ],
+        &caps,
+    );
+    assert_eq!(element.property::<Option<String>>("model-location"), Some(model));
+    assert_eq!(
+        element.property::<Option<String>>("labels-location"),
+        Some(labels)
+    );
+    assert_eq!(element.property::<u32>("interval"), 3);
+    assert_eq!(element.property::<String>("labels"), "horse");
+    assert_eq!(element.property::<u32>("session-lanes"), 2);
+    element.set_property("interval", 1u32);
+    assert_eq!(
+        element.property::<u32>("inference-interval"),
+        1,
+        "both names, one property"
+    );
+    h.push(timestamped(&frame, 0)).unwrap();
+    let found: Vec<String> = rois(&h.pull().unwrap()).into_iter().map(|r| r.label).collect();
+    assert_eq!(found, ["horse"], "object-class filters like labels");
+}
+
 fn next_result_timestamp(bus: &gst::Bus) -> u64 {
     loop {
         let message = bus

@@ -378,6 +378,36 @@ fn unsupported_caps_say_what_to_put_before_the_element() {
     );
 }
 
+/// DL Streamer settings with no counterpart here make the element fail to start, saying what
+/// to use instead: another device, a model-proc file.
+#[test]
+fn dl_streamer_settings_without_a_counterpart_fail_with_what_to_use() {
+    for (setting, expected) in [
+        ("device=GPU", "device=GPU is not available"),
+        ("model-proc=ssd.json", "set decoder, channel-order"),
+    ] {
+        let output = gst_launch_with_plugin(&[
+            "videotestsrc",
+            "num-buffers=5",
+            "!",
+            "asyncdetect",
+            setting,
+            "!",
+            "fakesink",
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            matches!(output.status.code(), Some(code) if code != 0),
+            "{setting}: {text}"
+        );
+        assert!(text.contains(expected), "{setting}: {text}");
+    }
+}
+
 /// gst-launch-1.0 sets properties before the element has a bus, so a refused value's warning went
 /// nowhere and the pipeline ran without it. Now the element refuses to start and says why; a
 /// valid value set afterwards clears the refusal.

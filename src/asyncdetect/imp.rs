@@ -19,7 +19,7 @@ use super::handoff::{Job, View};
 use super::mailbox::{Shared, WaitOutcome};
 use super::settings::*;
 use super::stats::{Statistics, smoothed};
-use super::{AsyncDetectMode, CAT, worker};
+use super::{AsyncDetectMode, CAT, aliases, worker};
 use crate::detection::DetectionFilter;
 use crate::geometry::Region;
 use crate::lock;
@@ -247,11 +247,21 @@ impl ObjectSubclass for AsyncDetect {
 
 impl ObjectImpl for AsyncDetect {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(super::properties::specs);
+        static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
+            let mut specs = super::properties::specs();
+            specs.extend(super::aliases::specs());
+            specs
+        });
         PROPERTIES.as_ref()
     }
 
-    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+    fn set_property(&self, id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if let Some(canonical) = aliases::canonical(pspec.name())
+            && let Some(target) = self.obj().find_property(canonical)
+        {
+            self.set_property(id, value, &target);
+            return;
+        }
         let optional_string = |value: &glib::Value| {
             value
                 .get::<Option<String>>()
@@ -353,6 +363,22 @@ impl ObjectImpl for AsyncDetect {
                 self.change(|s| s.motion_threshold = value.get().unwrap_or(DEFAULT_MOTION_THRESHOLD))
             }
             "model-instance-id" => self.change(|s| s.model_instance_id = optional_string(value)),
+            "device" => match aliases::unsupported("device", value) {
+                Some(problem) => self.refuse("device", problem),
+                None => {
+                    self.accepted("device");
+                    let device = optional_string(value).unwrap_or_else(|| "CPU".into());
+                    self.change(|s| s.device = device);
+                }
+            },
+            "model-proc" => match aliases::unsupported("model-proc", value) {
+                Some(problem) => self.refuse("model-proc", problem),
+                None => {
+                    self.accepted("model-proc");
+                    self.change(|s| s.model_proc = None);
+                }
+            },
+            "batch-size" => self.change(|s| s.batch_size = value.get().unwrap_or(1)),
             "session-lanes" => {
                 self.change(|s| s.session_lanes = value.get().unwrap_or(DEFAULT_SESSION_LANES))
             }
@@ -360,7 +386,12 @@ impl ObjectImpl for AsyncDetect {
         }
     }
 
-    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+    fn property(&self, id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(canonical) = aliases::canonical(pspec.name())
+            && let Some(target) = self.obj().find_property(canonical)
+        {
+            return self.property(id, &target);
+        }
         let settings = self.settings.load();
         let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_value();
         match pspec.name() {
@@ -393,6 +424,9 @@ impl ObjectImpl for AsyncDetect {
             "motion-threshold" => settings.motion_threshold.to_value(),
             "model-instance-id" => settings.model_instance_id.to_value(),
             "session-lanes" => settings.session_lanes.to_value(),
+            "device" => settings.device.to_value(),
+            "batch-size" => settings.batch_size.to_value(),
+            "model-proc" => settings.model_proc.to_value(),
             "frames-unchanged" => counter(&self.stats.frames_unchanged),
             "session-runs" => self.stats.session_runs().0.to_value(),
             "session-frames" => self.stats.session_runs().1.to_value(),

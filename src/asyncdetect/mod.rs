@@ -12,6 +12,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod aliases;
 mod handoff;
 mod imp;
 mod inference;
