@@ -255,11 +255,12 @@ impl ObjectImpl for AsyncDetect {
         PROPERTIES.as_ref()
     }
 
-    fn set_property(&self, id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        // An alias (DL Streamer's name) sets the property it stands for; the id is not used.
         if let Some(canonical) = aliases::canonical(pspec.name())
             && let Some(target) = self.obj().find_property(canonical)
         {
-            self.set_property(id, value, &target);
+            self.set_property(0, value, &target);
             return;
         }
         let optional_string = |value: &glib::Value| {
@@ -386,11 +387,11 @@ impl ObjectImpl for AsyncDetect {
         }
     }
 
-    fn property(&self, id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if let Some(canonical) = aliases::canonical(pspec.name())
             && let Some(target) = self.obj().find_property(canonical)
         {
-            return self.property(id, &target);
+            return self.property(0, &target);
         }
         let settings = self.settings.load();
         let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_value();
