@@ -262,10 +262,9 @@ fn a_misspelt_class_name_is_named_with_the_known_ones() {
     );
     let (text, details) = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
         .find_map(|m| match m.view() {
-            gst::MessageView::Warning(w) if !w.error().to_string().contains("mode=sync") => Some((
-                w.error().to_string(),
-                w.debug().unwrap_or_default().to_string(),
-            )),
+            gst::MessageView::Warning(w) if !w.error().to_string().contains("mode=sync") => {
+                Some((w.error().to_string(), w.debug().unwrap_or_default().to_string()))
+            }
             _ => None,
         })
         .expect("a warning naming the class");
