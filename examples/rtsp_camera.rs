@@ -205,7 +205,7 @@ fn parse_args() -> Result<Options, String> {
 /// A process that builds and drops pipelines for months (a camera lost and reconnected) keeps
 /// glibc's large blocks returnable: after a large block is freed glibc raises its mmap threshold,
 /// so later ones come from its per-thread arenas and stay in them once freed (BENCHMARKS.md,
-/// table 10: twelve pipelines started and stopped twelve times kept 561 MiB instead of 197).
+/// table 10: twelve pipelines started and stopped four times then kept 414 MiB instead of 157).
 fn keep_large_blocks_returnable() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes an allocator setting, before any thread is started.
