@@ -275,7 +275,7 @@ fn a_misspelt_class_name_is_named_with_the_known_ones() {
     );
     h.push(timestamped(&frame, 1)).unwrap();
     h.pull().unwrap();
-    let more = warnings_but_sync_rate(&bus);
+    let more = warnings(&bus);
     assert!(more.is_empty(), "warned once for the setting: {more:?}");
 }
 

@@ -184,7 +184,7 @@ fn a_labels_file_with_too_few_names_is_reported() {
             "unnamed classes keep their id: {labels:?}"
         );
     }
-    let warnings = warnings_but_sync_rate(&bus);
+    let warnings = warnings(&bus);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains(&short.display().to_string()) && warnings[0].contains("names 1 classes"),
