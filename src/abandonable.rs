@@ -4,10 +4,14 @@
 //! an abandoned result is dropped by that thread when the work ends.
 //!
 //! The process waits for such work when it exits: the work runs inside ONNX Runtime, whose static
-//! data the C runtime destroys at exit. A handler registered with `atexit` after ONNX Runtime was
-//! loaded runs before those destructors, and waits (at most [`EXIT_WAIT`]) for the work in flight.
+//! data the C runtime destroys at exit, in the reverse order of their creation. A handler
+//! registered with `atexit` runs before the destructors of everything created before it, and
+//! waits (at most [`EXIT_WAIT`]) for the work in flight. ONNX Runtime creates much of its static
+//! data lazily, during its first session build, so the handler is registered when the first work
+//! starts (after the library is loaded) and again when the first work has finished.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
@@ -24,6 +28,10 @@ const EXIT_WAIT: Duration = Duration::from_secs(60);
 static IN_FLIGHT: Mutex<usize> = Mutex::new(0);
 static FINISHED: Condvar = Condvar::new();
 static EXIT_HANDLER: Once = Once::new();
+static EXIT_HANDLER_AFTER_FIRST_WORK: Once = Once::new();
+/// Work started, and work whose caller stopped waiting, since the process started.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+static ABANDONED: AtomicU64 = AtomicU64::new(0);
 
 /// Why [`run`] returned without a result.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,8 +56,13 @@ pub fn run<T: Send + 'static>(
     });
     let (sender, receiver) = mpsc::sync_channel(1);
     *lock(&IN_FLIGHT) += 1;
+    STARTED.fetch_add(1, Ordering::SeqCst);
     let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
         let outcome = panic::catch_unwind(AssertUnwindSafe(work));
+        EXIT_HANDLER_AFTER_FIRST_WORK.call_once(|| {
+            // SAFETY: as above.
+            unsafe { libc::atexit(wait_at_exit) };
+        });
         // Fails when the caller stopped waiting: the result is dropped here, on this thread.
         let _ = sender.send(outcome);
         finished();
@@ -63,10 +76,23 @@ pub fn run<T: Send + 'static>(
             Ok(Ok(result)) => return Ok(result),
             Ok(Err(_)) => return Err(Abandoned::Failed("it panicked".into())),
             Err(RecvTimeoutError::Disconnected) => return Err(Abandoned::Failed("its thread ended".into())),
-            Err(RecvTimeoutError::Timeout) if abandon() => return Err(Abandoned::ByCaller),
+            Err(RecvTimeoutError::Timeout) if abandon() => {
+                ABANDONED.fetch_add(1, Ordering::SeqCst);
+                return Err(Abandoned::ByCaller);
+            }
             Err(RecvTimeoutError::Timeout) => {}
         }
     }
+}
+
+/// Work started with [`run`] since the process started.
+pub fn started() -> u64 {
+    STARTED.load(Ordering::SeqCst)
+}
+
+/// Work whose caller stopped waiting for it, since the process started.
+pub fn abandoned() -> u64 {
+    ABANDONED.load(Ordering::SeqCst)
 }
 
 /// Work started with [`run`] and still running, its result wanted or not.

@@ -16,8 +16,8 @@
   times (many minutes on any machine): a run that never ends by itself, for the tests that stop,
   flush or change the model while an inference runs.
 - slow_loading_ssd.onnx: an SSD-style graph (one `person` like slow_ssd.onnx, answered at once)
-  whose loading takes seconds: ONNX Runtime folds a chain of three 4096x4096 matrix products of
-  constants (~400 GFLOP, values 0.5 and 1.0) while it builds the session, for the tests that stop
+  whose loading takes seconds: ONNX Runtime folds a chain of two 4096x4096 matrix products of
+  constants (~270 GFLOP, values 0.5 and 1.0) while it builds the session, for the tests that stop
   an element during a load.
 - huge_input.onnx: an SSD-style graph whose image input declares [1, 100000, 100000, 3] (30 GB
   per frame): the element must refuse it with an error, not try to allocate a frame for it.
@@ -312,7 +312,7 @@ def batch_brightness(iterations=2000):
     save(graph, "batch_brightness.onnx")
 
 
-def slow_loading_ssd(size=4096, products=3):
+def slow_loading_ssd(size=4096, products=2):
     nodes = [
         const("square", np.array([size, size], dtype=np.int64)),
         helper.make_node(
