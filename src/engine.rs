@@ -695,7 +695,7 @@ pub struct SessionUsers(Weak<SharedSession>);
 impl SessionUsers {
     /// Models currently sharing the session (0 once it is gone).
     pub fn count(&self) -> usize {
-        self.0.strong_count()
+        self.0.upgrade().map_or(0, |s| s.users.load(Ordering::Relaxed))
     }
 
     /// Lanes (sessions of the model) open now.

@@ -489,6 +489,24 @@ fn sync_mode_infers_every_frame_before_eos() {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
+/// Plays `pipeline` to its end and returns the messages its bus carried until EOS; an error
+/// fails the test (the deadline only catches a hang).
+fn messages_until_eos(pipeline: &gst::Element) -> Vec<gst::Message> {
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut messages = Vec::new();
+    loop {
+        let message = bus
+            .timed_pop(gst::ClockTime::from_seconds(120))
+            .expect("the stream ends");
+        match message.view() {
+            gst::MessageView::Eos(_) => return messages,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => messages.push(message),
+        }
+    }
+}
+
 /// A stream that runs faster than the model (a file into an unsynchronised sink): in async mode
 /// the end of the stream waits for the frame handed over last, so its result is posted before
 /// EOS, and the element says how many frames it inferred.
@@ -500,29 +518,22 @@ fn the_end_of_a_fast_stream_posts_the_last_result_and_a_summary() {
          video/x-raw,framerate=30/1 ! asyncdetect name=detect ! fakesink sync=false",
         data_path("data/person.jpg").display()
     ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
     .unwrap();
-    let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let messages = messages_until_eos(&pipeline);
     let mut last_result = None;
     let mut summary = None;
-    loop {
-        let message = bus
-            .timed_pop(gst::ClockTime::from_seconds(120))
-            .expect("the stream ends");
+    for message in &messages {
         match message.view() {
             gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "asyncdetect") => {
                 last_result = e.structure().map(|s| s.to_string());
             }
             gst::MessageView::Info(info) => summary = info.debug().map(|d| d.to_string()),
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
             _ => (),
         }
     }
     let inferred = pipeline
-        .by_name("detect")
+        .downcast_ref::<gst::Bin>()
+        .and_then(|bin| bin.by_name("detect"))
         .unwrap()
         .property::<u64>("frames-inferred");
     pipeline.set_state(gst::State::Null).unwrap();
@@ -546,20 +557,13 @@ fn sync_mode_on_a_fast_live_source_warns_once() {
              video/x-raw,width=320,height=240,framerate=1000/1 ! asyncdetect mode=sync ! fakesink"
         ))
         .unwrap();
-        let bus = pipeline.bus().unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        let mut warnings = Vec::new();
-        loop {
-            let message = bus
-                .timed_pop(gst::ClockTime::from_seconds(120))
-                .expect("the stream ends");
-            match message.view() {
-                gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
-                gst::MessageView::Eos(_) => break,
-                gst::MessageView::Error(e) => panic!("{}", e.error()),
-                _ => (),
-            }
-        }
+        let warnings = messages_until_eos(&pipeline)
+            .iter()
+            .filter_map(|message| match message.view() {
+                gst::MessageView::Warning(w) => Some(w.error().to_string()),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
         pipeline.set_state(gst::State::Null).unwrap();
         warnings
     };

@@ -131,8 +131,9 @@ impl AsyncDetect {
     /// over (so its result is posted, even when the stream ran faster than the model), then says
     /// how many frames the model saw. A flush or a stop ends the wait.
     fn finish_stream(&self, shared: &Shared, last_taken: Option<u64>) {
+        let settings = self.settings.load();
         shared.wait_for_first_model();
-        if self.settings.load().mode == AsyncDetectMode::Async
+        if settings.mode == AsyncDetectMode::Async
             && let Some(seq) = last_taken
         {
             shared.wait_until_finished(seq);
@@ -155,7 +156,6 @@ impl AsyncDetect {
                 ]
             );
         } else if frames > 0 {
-            let settings = self.settings.load();
             let mut summary = format!("{inferred} of {frames} frames inferred");
             if settings.mode == AsyncDetectMode::Async
                 && inferred.saturating_mul(2) < frames
@@ -374,10 +374,7 @@ impl ObjectImpl for AsyncDetect {
             },
             "model-proc" => match aliases::unsupported("model-proc", value) {
                 Some(problem) => self.refuse("model-proc", problem),
-                None => {
-                    self.accepted("model-proc");
-                    self.change(|s| s.model_proc = None);
-                }
+                None => self.accepted("model-proc"),
             },
             "batch-size" => self.change(|s| s.batch_size = value.get().unwrap_or(1)),
             "session-lanes" => {
@@ -427,7 +424,8 @@ impl ObjectImpl for AsyncDetect {
             "session-lanes" => settings.session_lanes.to_value(),
             "device" => settings.device.to_value(),
             "batch-size" => settings.batch_size.to_value(),
-            "model-proc" => settings.model_proc.to_value(),
+            // Never kept: any value is refused.
+            "model-proc" => None::<String>.to_value(),
             "frames-unchanged" => counter(&self.stats.frames_unchanged),
             "session-runs" => self.stats.session_runs().0.to_value(),
             "session-frames" => self.stats.session_runs().1.to_value(),

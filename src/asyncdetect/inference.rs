@@ -33,10 +33,8 @@ pub struct Inference<'a> {
     post_latency: bool,
     warned_bad_frame: bool,
     warned_unnamed: bool,
-    /// The class filter last checked against the model's class names.
-    checked_filter: Option<Arc<DetectionFilter>>,
-    /// The filter as set, and as applied with the model family's default threshold.
-    family_filter: Option<(Arc<DetectionFilter>, Arc<DetectionFilter>)>,
+    /// The filter as set, and as applied to this model (see [`Inference::filter_for_model`]).
+    applied_filter: Option<(Arc<DetectionFilter>, Arc<DetectionFilter>)>,
     tracker: Tracker,
     /// The flush generation the tracks belong to.
     tracker_generation: u64,
@@ -93,8 +91,7 @@ impl<'a> Inference<'a> {
             post_latency,
             warned_bad_frame: false,
             warned_unnamed: false,
-            checked_filter: None,
-            family_filter: None,
+            applied_filter: None,
             tracker: Tracker::default(),
             tracker_generation: 0,
             epoch: Instant::now(),
@@ -122,8 +119,7 @@ impl<'a> Inference<'a> {
                 self.model = model;
                 self.labels_origin = config.labels_origin;
                 self.warned_unnamed = false;
-                self.checked_filter = None;
-                self.family_filter = None;
+                self.applied_filter = None;
                 self.input_version += 1;
                 self.model_ready(&config.source, load_start);
                 self.motion_gate.reset();
@@ -226,7 +222,6 @@ impl<'a> Inference<'a> {
             self.shared.finished(job.seq);
             return Ok(());
         }
-        self.check_filter(&job.filter);
         self.model.set_nms_iou(job.nms_iou);
         let detections = match self.model.detect(plane, *stride) {
             Ok(detections) => detections,
@@ -384,42 +379,34 @@ impl<'a> Inference<'a> {
         self.warned_bad_frame = true;
     }
 
-    /// The labels file is shorter than the model's classes: say so once.
     /// The filter to apply: as set, with the model family's own default threshold when the user
-    /// set none (kept per setting, so a frame costs no copy).
+    /// set none. Worked out once per setting (a frame costs no copy), when it also warns if
+    /// `labels` or `class-thresholds` name a class the model does not have (a misspelt `persn`
+    /// would silently report nothing), listing the ones it has.
     fn filter_for_model(&mut self, filter: &Arc<DetectionFilter>) -> Arc<DetectionFilter> {
-        let Some(threshold) = self
+        if let Some((set, applied)) = &self.applied_filter
+            && Arc::ptr_eq(set, filter)
+        {
+            return applied.clone();
+        }
+        self.warn_unknown_classes(filter);
+        let applied = match self
             .model
             .decoder()
             .preferred_threshold()
             .filter(|_| filter.threshold_is_default)
-        else {
-            return filter.clone();
+        {
+            Some(threshold) => Arc::new(DetectionFilter {
+                threshold,
+                ..(**filter).clone()
+            }),
+            None => filter.clone(),
         };
-        match &self.family_filter {
-            Some((set, applied)) if Arc::ptr_eq(set, filter) => applied.clone(),
-            _ => {
-                let applied = Arc::new(DetectionFilter {
-                    threshold,
-                    ..(**filter).clone()
-                });
-                self.family_filter = Some((filter.clone(), applied.clone()));
-                applied
-            }
-        }
+        self.applied_filter = Some((filter.clone(), applied.clone()));
+        applied
     }
 
-    /// Warns once per setting when `labels` or `class-thresholds` name a class the model does
-    /// not have (a misspelt `persn` would silently report nothing), listing the ones it has.
-    fn check_filter(&mut self, filter: &Arc<DetectionFilter>) {
-        if self
-            .checked_filter
-            .as_ref()
-            .is_some_and(|checked| Arc::ptr_eq(checked, filter))
-        {
-            return;
-        }
-        self.checked_filter = Some(filter.clone());
+    fn warn_unknown_classes(&self, filter: &DetectionFilter) {
         let labels = self.model.labels();
         // Classes the labels do not name are reported by their id.
         let unknown =
@@ -440,6 +427,7 @@ impl<'a> Inference<'a> {
         }
     }
 
+    /// The labels file is shorter than the model's classes: say so once.
     fn warn_unnamed(&mut self, detections: &[Detection]) {
         if self.warned_unnamed {
             return;

@@ -311,9 +311,6 @@ impl Shared {
         self.result_ready.notify_all();
     }
 
-    /// Posts an element error, then marks the worker failed. In that order: the streaming thread
-    /// returns an error flow once it sees the failure, and the application should read this
-    /// message, not a generic one.
     /// Waits until the first model has loaded, or failed (its error is posted by then), or the
     /// element flushes or stops. At the end of a stream shorter than the model's load, this is
     /// what lets a broken model be reported before EOS.
@@ -337,6 +334,9 @@ impl Shared {
         lock(&self.outcome).failed
     }
 
+    /// Posts an element error, then marks the worker failed. In that order: the streaming thread
+    /// returns an error flow once it sees the failure, and the application should read this
+    /// message, not a generic one.
     pub fn fail_with<T: gst::MessageErrorDomain>(
         &self,
         element: &glib::WeakRef<gst::Element>,

@@ -67,10 +67,9 @@ pub struct Settings {
     pub motion_threshold: f64,
     pub model_instance_id: Option<String>,
     pub session_lanes: u32,
-    /// DL Streamer's `device`, `batch-size` and `model-proc`, as accepted (see `aliases.rs`).
+    /// DL Streamer's `device` and `batch-size`, as accepted (see `aliases.rs`).
     pub device: String,
     pub batch_size: u32,
-    pub model_proc: Option<String>,
 }
 
 impl Default for Settings {
@@ -111,7 +110,6 @@ impl Default for Settings {
             session_lanes: DEFAULT_SESSION_LANES,
             device: "CPU".into(),
             batch_size: 1,
-            model_proc: None,
         }
     }
 }
