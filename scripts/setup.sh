@@ -17,7 +17,7 @@ debian_packages=(
   pkg-config libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp
-  libgstrtspserver-1.0-dev python3-gi gir1.2-gst-rtsp-server-1.0
+  libgstrtspserver-1.0-dev python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
 )
 missing=()
 for package in "${debian_packages[@]}"; do

@@ -255,6 +255,23 @@ impl ObjectImpl for AsyncDetect {
         PROPERTIES.as_ref()
     }
 
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: Lazy<Vec<glib::subclass::Signal>> = Lazy::new(|| {
+            vec![
+                glib::subclass::Signal::builder("read-detections")
+                    .param_types([gst::Buffer::static_type()])
+                    .return_type::<gst::Structure>()
+                    .action()
+                    .class_handler(|args| {
+                        let buffer = args.get(1)?.get::<gst::Buffer>().ok()?;
+                        Some(super::meta::read_detections(&buffer).to_value())
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         // An alias (DL Streamer's name) sets the property it stands for; the id is not used.
         if let Some(canonical) = aliases::canonical(pspec.name())

@@ -210,3 +210,43 @@ fn add_roi(
         gst_video::VideoRegionOfInterestMeta::from_mut_ptr(buffer, meta)
     }
 }
+
+/// The `read-detections` action signal: every `GstVideoRegionOfInterestMeta` on `buffer` as one
+/// structure, for bindings that cannot walk a buffer's metas (PyGObject has no `iterate_meta`
+/// and cannot cast a `Gst.Meta`). Runs only when a user asks, on the user's thread.
+///
+/// The result is a `detections` structure whose `detections` field lists one `detection`
+/// structure per ROI: the fields of its `detection` parameter (label, label_id, confidence,
+/// normalised corners, age, ...), the ROI's pixel rectangle (`x`, `y`, `width`, `height`), its
+/// `roi_id`, and `object_id` when a tracker gave it one. ROIs other elements attached appear with
+/// their type as `label`.
+pub fn read_detections(buffer: &gst::BufferRef) -> gst::Structure {
+    let detections = buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|roi| {
+            let mut entry = roi
+                .param("detection")
+                .map(|params| params.to_owned())
+                .unwrap_or_else(|| gst::Structure::new_empty("detection"));
+            entry.set_name("detection");
+            if !entry.has_field("label") {
+                entry.set("label", roi.roi_type());
+            }
+            let (x, y, width, height) = roi.rect();
+            entry.set("x", x);
+            entry.set("y", y);
+            entry.set("width", width);
+            entry.set("height", height);
+            entry.set("roi_id", roi.id());
+            if let Some(id) = roi
+                .param("object_id")
+                .and_then(|object| object.get::<i32>("id").ok())
+            {
+                entry.set("object_id", id);
+            }
+            entry.to_send_value()
+        });
+    gst::Structure::builder("detections")
+        .field("detections", gst::List::new(detections))
+        .build()
+}
