@@ -30,7 +30,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ONNX Runtime: the manylinux wheel carries the C library; install it where the dynamic loader looks.
-if [ ! -e "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+# Its licence and third-party notices are kept beside it (the Debian package ships them).
+if [ ! -e "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ] || [ ! -e "$ORT_DIR/ThirdPartyNotices.txt" ]; then
   echo "setup: installing ONNX Runtime $ORT_VERSION into $ORT_DIR"
   download=$(mktemp -d)
   python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
@@ -40,10 +41,11 @@ if [ ! -e "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel:
     for name in wheel.namelist():
-        if "/capi/libonnxruntime.so" in name:
+        if "/capi/libonnxruntime.so" in name or name in ("onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt"):
             wheel.extract(name, sys.argv[2])
 PY
-  sudo_if_needed cp "$download"/onnxruntime/capi/libonnxruntime.so.* "$ORT_DIR/"
+  sudo_if_needed cp "$download"/onnxruntime/capi/libonnxruntime.so.* "$download"/onnxruntime/LICENSE \
+    "$download"/onnxruntime/ThirdPartyNotices.txt "$ORT_DIR/"
   rm -rf "$download"
 fi
 if [ ! -e /usr/local/lib/libonnxruntime.so ] || [ "$(readlink -f /usr/local/lib/libonnxruntime.so)" != "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then

@@ -20,5 +20,7 @@ trap 'rm -f "$log"' EXIT
 G_DEBUG=fatal_warnings cargo test --all-targets 2>&1 | tee "$log"
 # The plugin loads in gst-inspect (what users see first).
 GST_PLUGIN_PATH="$PWD/target/release" gst-inspect-1.0 asyncdetect >/dev/null
+# The Debian package: built, installed on this machine, checked from the system path, removed.
+bash scripts/test-deb.sh
 # One closing line for all test binaries together.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

@@ -27,9 +27,22 @@ pub static DEFAULT_MODEL: &[u8] = include_bytes!("../models/ssd_mobilenet_v2_coc
 /// Its class names.
 pub static DEFAULT_LABELS: &str = include_str!("../models/coco_labels.txt");
 
-/// The library names tried when neither the caller nor `ORT_DYLIB_PATH` names one: the dynamic
-/// loader's search path then finds what `scripts/setup.sh` installed.
-const DEFAULT_LIBRARY_NAMES: [&str; 2] = ["libonnxruntime.so", "libonnxruntime.so.1"];
+/// The libraries tried when neither the caller nor `ORT_DYLIB_PATH` names one: the one the Debian
+/// package installs beside the plugin (the version it was tested with), then the dynamic loader's
+/// search path, which finds what `scripts/setup.sh` installed.
+const DEFAULT_LIBRARIES: [&str; 3] = [
+    concat!(env!("PACKAGED_ORT_DIR"), "/libonnxruntime.so"),
+    "libonnxruntime.so",
+    "libonnxruntime.so.1",
+];
+
+/// The library the process-wide environment was created from, once it has been.
+static LOADED_LIBRARY: once_cell::sync::OnceCell<PathBuf> = once_cell::sync::OnceCell::new();
+
+/// Which ONNX Runtime library this process loaded (`None` until a model has been loaded).
+pub fn loaded_library() -> Option<&'static Path> {
+    LOADED_LIBRARY.get().map(PathBuf::as_path)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineError {
@@ -68,7 +81,12 @@ pub fn environment(library: Option<&Path>) -> Result<Environment, EngineError> {
     let candidates: Vec<PathBuf> = match (library, std::env::var_os("ORT_DYLIB_PATH")) {
         (Some(path), _) => vec![path.to_path_buf()],
         (None, Some(path)) if !path.is_empty() => vec![PathBuf::from(path)],
-        _ => DEFAULT_LIBRARY_NAMES.iter().map(PathBuf::from).collect(),
+        _ => DEFAULT_LIBRARIES
+            .iter()
+            .map(PathBuf::from)
+            // A packaged library that is not there is not worth a line in the error.
+            .filter(|path| path.is_relative() || path.exists())
+            .collect(),
     };
     // ONNX Runtime starts a thread that lives as long as the process and inherits the name of the
     // thread creating the environment: create it from one named after ONNX Runtime, not from
@@ -96,6 +114,7 @@ fn create_environment(candidates: &[PathBuf]) -> Result<Environment, EngineError
         }
         match ort::init_from(candidate) {
             Ok(builder) => {
+                let _ = LOADED_LIBRARY.set(candidate.clone());
                 return builder
                     .with_name("asyncdetect")
                     .build()

@@ -62,6 +62,7 @@ gst::plugin_define!(
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // Cargo.toml's repository when it names one (build.rs).
+    env!("PACKAGE_ORIGIN"),
     env!("BUILD_REL_DATE")
 );

@@ -159,9 +159,10 @@ impl<'a> Inference<'a> {
             gst::info!(
                 CAT,
                 obj = element,
-                "Loaded {} in {:?}: input `{}` {:?} {:?} {}x{} {:?}, decoder {}",
+                "Loaded {} in {:?} with ONNX Runtime from {}: input `{}` {:?} {:?} {}x{} {:?}, decoder {}",
                 source,
                 load_start.elapsed(),
+                crate::engine::loaded_library().map_or("?".into(), |path| path.display().to_string()),
                 input.name,
                 input.layout,
                 input.element_type,

@@ -353,8 +353,7 @@ pub fn harness_with_bus(
     (h, bus, element)
 }
 
-/// The texts of the warnings waiting on `bus`.
-/// The warnings on `bus`, but for sync mode's "model slower than the live source": a harness
+/// The texts of the warnings waiting on `bus`, but for sync mode's "model slower than the live source": a harness
 /// answers latency queries as a live source, so a sync-mode harness test gets that one whenever
 /// the machine runs the model slower than the frame rate (`asyncdetect.rs` tests it on its own).
 pub fn warnings(bus: &gst::Bus) -> Vec<String> {
