@@ -35,7 +35,7 @@ printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$package" "$package" >"
 needed=$(cd "$scratch/shlibs" && dpkg-shlibdeps -O "$plugin" "$runtime" 2>/dev/null | sed 's/^shlibs:Depends=//')
 declared=$(dpkg-query -W -f='${Depends}' "$package")
 for dependency in $(echo "$needed" | tr ',' '\n' | sed 's/(.*//; s/ //g'); do
-  echo "$declared" | tr ',' '\n' | sed 's/(.*//; s/ //g' | grep -qx "$dependency" ||
+  grep -qx "$dependency" < <(tr ',' '\n' <<<"$declared" | sed 's/(.*//; s/ //g') ||
     fail "$package does not declare $dependency (dpkg-shlibdeps: $needed)"
 done
 
@@ -45,8 +45,8 @@ as_user() {
 }
 inspect=$(as_user gst-inspect-1.0 asyncdetect) || fail "gst-inspect-1.0 asyncdetect: $inspect"
 # (/lib is /usr/lib on a merged-/usr system: GStreamer may name either.)
-echo "$inspect" | grep -Eq "Filename +(/usr)?/lib/$multiarch/gstreamer-1.0/libgstasyncdetect.so$" || fail "gst-inspect-1.0 found the plugin elsewhere: $inspect"
-echo "$inspect" | grep -Eq "Version +$version(-|$)" || fail "not version $version: $inspect"
+grep -Eq "Filename +(/usr)?/lib/$multiarch/gstreamer-1.0/libgstasyncdetect.so$" <<<"$inspect" || fail "gst-inspect-1.0 found the plugin elsewhere: $inspect"
+grep -Eq "Version +$version(-|$)" <<<"$inspect" || fail "not version $version: $inspect"
 for element in asyncdetect detectoverlay detectblur detectexport; do
   as_user gst-inspect-1.0 "$element" >/dev/null || fail "gst-inspect-1.0 $element"
 done
@@ -62,9 +62,10 @@ run() {
 for properties in "" "model=$models/nanodet_m_416.onnx labels-file=$models/coco80_labels.txt"; do
   # shellcheck disable=SC2086
   output=$(run $properties) || fail "pipeline with '$properties': $output"
-  echo "$output" | grep -q "with ONNX Runtime from $runtime" ||
-    fail "'$properties' did not use the packaged ONNX Runtime: $(echo "$output" | grep Loaded)"
-  results=$(echo "$output" | grep '(element): asyncdetect, ' | grep -c 'person' || true)
+  # (grep -q reads from a here-string: fed by a pipe, its early exit would fail the pipeline.)
+  grep -q "with ONNX Runtime from $runtime" <<<"$output" ||
+    fail "'$properties' did not use the packaged ONNX Runtime: $(grep Loaded <<<"$output")"
+  results=$(grep '(element): asyncdetect, ' <<<"$output" | grep -c 'person' || true)
   [ "$results" -gt 0 ] || fail "no person detected with '$properties'"
   echo "test-deb: '${properties:-built-in model}': $results results with a person"
 done
