@@ -29,6 +29,7 @@ mod pads;
 pub mod preprocess;
 pub mod priority;
 pub mod track;
+pub mod visual;
 
 pub use asyncdetect::{
     AsyncDetect, AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode,

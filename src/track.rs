@@ -58,7 +58,7 @@ pub fn iou(a: &NormalizedBox, b: &NormalizedBox) -> f32 {
 /// The pairing of detections (rows) with tracks (columns) that maximises the total overlap
 /// (Hungarian method, from the `pathfinding` crate), as SORT does: greedy pairing can give a
 /// track the wrong one of two close objects. Pairs without overlap stay unpaired.
-fn assign(overlaps: &[Vec<f32>], tracks: usize) -> Vec<Option<usize>> {
+pub(crate) fn assign(overlaps: &[Vec<f32>], tracks: usize) -> Vec<Option<usize>> {
     let detections = overlaps.len();
     let mut track_of = vec![None; detections];
     if detections == 0 || tracks == 0 {
@@ -97,6 +97,11 @@ fn assign(overlaps: &[Vec<f32>], tracks: usize) -> Vec<Option<usize>> {
 
 /// `bbox` moved by `velocity` for `seconds` (clamped to the frame).
 pub fn predict(bbox: &NormalizedBox, velocity: &Velocity, seconds: f64) -> NormalizedBox {
+    predict_unclamped(bbox, velocity, seconds).clamped()
+}
+
+/// `bbox` moved by `velocity` for `seconds`, free to reach past the frame's edges.
+pub fn predict_unclamped(bbox: &NormalizedBox, velocity: &Velocity, seconds: f64) -> NormalizedBox {
     let t = seconds as f32;
     let (cx, cy) = ((bbox.x_min + bbox.x_max) / 2.0, (bbox.y_min + bbox.y_max) / 2.0);
     let (w, h) = (bbox.x_max - bbox.x_min, bbox.y_max - bbox.y_min);
@@ -108,7 +113,6 @@ pub fn predict(bbox: &NormalizedBox, velocity: &Velocity, seconds: f64) -> Norma
         x_max: cx + w / 2.0,
         y_max: cy + h / 2.0,
     }
-    .clamped()
 }
 
 impl Default for Tracker {

@@ -6,26 +6,6 @@ mod common;
 use common::*;
 use gst::prelude::*;
 
-/// The photo, cropped to 480 pixels wide starting `shift` pixels from the left: the scene moves
-/// left by `shift` as it grows, like a panning camera.
-fn shifted(photo: &gst::Buffer, shift: usize) -> gst::Buffer {
-    let source = photo.map_readable().unwrap();
-    let mut data = Vec::with_capacity(480 * 424 * 3);
-    for row in source.chunks(640 * 3).take(424) {
-        data.extend_from_slice(&row[shift * 3..(shift + 480) * 3]);
-    }
-    gst::Buffer::from_mut_slice(data)
-}
-
-fn crop_caps() -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", 480)
-        .field("height", 424)
-        .field("framerate", gst::Fraction::new(30, 1))
-        .build()
-}
-
 /// Pushes the panning sequence through a detector that runs the model on every third frame (sync
 /// mode, so which frames are analysed does not depend on the machine's speed) and returns, for
 /// each buffer that carried the person, (the error of its box's left edge in pixels against where
@@ -40,12 +20,12 @@ fn pan(tracking: gstasyncdetect::AsyncDetectTracking) -> Vec<(f64, i32, bool)> {
             ("tracking", tracking.to_value()),
             ("threshold", 0.5f64.to_value()),
         ],
-        &crop_caps(),
+        &pan_caps(),
     );
     let mut seen = Vec::new();
     for k in 0..40u64 {
         let shift = (4 * k) as usize;
-        h.push(timestamped(&shifted(&photo, shift), k)).unwrap();
+        h.push(timestamped(&panned(&photo, shift), k)).unwrap();
         let out = h.pull().unwrap();
         for roi in rois(&out).into_iter().filter(|r| r.label == "person") {
             let predicted = out

@@ -29,6 +29,8 @@ pub enum Tracking {
     Ids,
     /// Track ids, and boxes moved forward to the time of the buffer they are attached to.
     Predict,
+    /// The visual tracker follows the objects (async mode): results go to it, not to the buffers.
+    Visual,
 }
 
 /// A frame handed to the worker. `buffer` shares the frame's memory until the worker has converted
@@ -339,6 +341,11 @@ impl Handoff {
             self.latest.store(Some(Arc::new(result)));
         }
         current
+    }
+
+    /// Whether no flush happened since a frame of `generation` was taken.
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Acquire) == generation
     }
 
     /// A flush: results so far are forgotten and the waiting frame is dropped. Returns how many

@@ -15,11 +15,12 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
+use super::follow::{FeedFrame, SyncFollower};
 use super::handoff::{Job, View};
 use super::mailbox::{Shared, WaitOutcome};
 use super::settings::*;
 use super::stats::{Statistics, smoothed};
-use super::{AsyncDetectMode, CAT, aliases, worker};
+use super::{AsyncDetectMode, AsyncDetectTracking, CAT, aliases, worker};
 use crate::detection::DetectionFilter;
 use crate::geometry::Region;
 use crate::lock;
@@ -40,6 +41,10 @@ struct State {
     warned_slow_sync: bool,
     /// Whether upstream's caps were refused and the user told what to do, said once.
     warned_caps: bool,
+    /// Sync mode with `tracking=visual`: the tracker this thread drives.
+    follower: Option<SyncFollower>,
+    /// Whether visual tracking failed on a frame, said once.
+    warned_follow: bool,
 }
 
 /// What the streaming thread takes from [`State`] for one buffer.
@@ -172,6 +177,41 @@ impl AsyncDetect {
             }
             // gst-launch-1.0 prints an info message's debug text only.
             gst::element_imp_info!(self, gst::StreamError::Failed, ("{}", summary), ["{}", summary]);
+        }
+    }
+
+    /// Sync mode with `tracking=visual`: this thread follows the objects into the buffer's frame
+    /// (taking in `detections` when the model ran on it) and attaches where they are. A frame the
+    /// tracker cannot read passes on without boxes, with one warning.
+    fn follow_sync(
+        &self,
+        buffer: &mut gst::BufferRef,
+        info: &gst_video::VideoInfo,
+        seq: u64,
+        generation: u64,
+        settings: &Settings,
+        detections: Option<Vec<crate::detection::Detection>>,
+    ) {
+        let followed = {
+            let mut state = lock(&self.state);
+            let Some(state) = state.as_mut() else { return };
+            let lost_after = settings.track_lost_time as f64 / 1e9;
+            let outcome = state
+                .follower
+                .get_or_insert_with(SyncFollower::default)
+                .follow(buffer, info, seq, generation, lost_after, detections);
+            if outcome.is_err() && std::mem::replace(&mut state.warned_follow, true) {
+                return;
+            }
+            outcome
+        };
+        match followed {
+            Ok(result) => {
+                result.attach(buffer, info, 0);
+            }
+            Err(e) => {
+                gst::element_imp_warning!(self, gst::StreamError::Failed, ("Visual tracking failed: {}", e))
+            }
         }
     }
 
@@ -444,6 +484,7 @@ impl ObjectImpl for AsyncDetect {
             // Never kept: any value is refused.
             "model-proc" => None::<String>.to_value(),
             "frames-unchanged" => counter(&self.stats.frames_unchanged),
+            "frames-tracked" => counter(&self.stats.frames_tracked),
             "session-runs" => self.stats.session_runs().0.to_value(),
             "session-frames" => self.stats.session_runs().1.to_value(),
             "frames-in" => counter(&self.stats.frames_in),
@@ -537,6 +578,8 @@ impl BaseTransformImpl for AsyncDetect {
             last_taken: None,
             warned_slow_sync: false,
             warned_caps: false,
+            follower: None,
+            warned_follow: false,
         });
         Ok(())
     }
@@ -690,9 +733,14 @@ impl BaseTransformImpl for AsyncDetect {
             motion_threshold: settings.motion_threshold(),
         };
 
+        let visual = settings.tracking == AsyncDetectTracking::Visual;
         if !rate_allows {
             // Not this stream's turn under interval/max-fps: pass on with the newest result.
             self.stats.skipped(1);
+            if visual && settings.mode == AsyncDetectMode::Sync {
+                self.follow_sync(buffer, &info, seq, generation, &settings, None);
+                return Ok(gst::FlowSuccess::Ok);
+            }
         } else if settings.mode == AsyncDetectMode::Sync {
             if failed {
                 return Err(gst::FlowError::Error);
@@ -700,7 +748,10 @@ impl BaseTransformImpl for AsyncDetect {
             self.mark_taken(seq, buffer.pts());
             return match shared.process_and_wait(make_job()) {
                 WaitOutcome::Done(result) => {
-                    if let Some(result) = result {
+                    if visual {
+                        let detections = result.map(|result| result.detections.clone());
+                        self.follow_sync(buffer, &info, seq, generation, &settings, detections);
+                    } else if let Some(result) = result {
                         result.attach(buffer, &info, 0);
                     }
                     self.check_sync_keeps_up(&info);
@@ -711,6 +762,16 @@ impl BaseTransformImpl for AsyncDetect {
             };
         } else if !failed && shared.handoff.offer(make_job, arrival_interval, &self.stats) {
             self.mark_taken(seq, buffer.pts());
+        }
+        if visual && !failed {
+            // Every frame goes to the tracker (a shallow copy, before our metas; a newer frame
+            // replaces it if the tracker has not taken it).
+            shared.visual.offer(FeedFrame {
+                buffer: buffer.to_owned(),
+                info: info.clone(),
+                seq,
+                generation,
+            });
         }
         if let Some(result) = latest {
             let attached = result.attach(buffer, &info, settings.max_age);

@@ -10,7 +10,8 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::CAT;
-use super::handoff::Tracking;
+use super::follow::DetectionBatch;
+use super::handoff::{Job, Tracking};
 use super::mailbox::{InputTarget, Prepared, Shared, WorkerConfig};
 use super::meta::InferenceResult;
 use crate::detection::{Detection, DetectionFilter};
@@ -210,9 +211,14 @@ impl<'a> Inference<'a> {
         if let Some(threshold) = job.motion_threshold
             && let Some(latest) = self.unchanged(plane, *stride, threshold, placement, job.generation)
         {
-            // Nothing moved: the last result holds for this frame too, standing still.
+            // Nothing moved: the last result holds for this frame too, standing still (the visual
+            // tracker keeps following what it has).
             self.shared.stats.frames_unchanged.fetch_add(1, Ordering::Relaxed);
             self.shared.job_done(None);
+            if job.tracking == Tracking::Visual {
+                self.shared.finished(job.seq);
+                return Ok(());
+            }
             let tracks = latest
                 .tracks()
                 .into_iter()
@@ -258,6 +264,10 @@ impl<'a> Inference<'a> {
         self.shared.job_done(Some(model_time));
         let took = convert_time + model_time;
         self.shared.stats.record(took);
+        if job.tracking == Tracking::Visual {
+            self.hand_to_tracker(job, detections, took);
+            return Ok(());
+        }
         let (detections, tracks) = self.track(
             detections,
             job.tracking,
@@ -297,6 +307,27 @@ impl<'a> Inference<'a> {
         // goes on with its result already on the bus.
         self.shared.finished(job.seq);
         Ok(())
+    }
+
+    /// `tracking=visual`: the visual tracker carries the detections to the newest frame and
+    /// publishes them; the bus message says what the model saw.
+    fn hand_to_tracker(&mut self, job: Job, detections: Vec<Detection>, took: std::time::Duration) {
+        let message =
+            InferenceResult::new(job.seq, job.pts, detections.clone(), Vec::new(), false).message(took);
+        self.shared.visual.detected(DetectionBatch {
+            pts: job.pts,
+            seq: job.seq,
+            generation: job.generation,
+            detections,
+            lost_after: job.track_lost_time,
+        });
+        if job.post_messages
+            && self.shared.handoff.is_current(job.generation)
+            && let Some(element) = self.element.upgrade()
+        {
+            let _ = element.post_message(gst::message::Element::builder(message).src(&element).build());
+        }
+        self.shared.finished(job.seq);
     }
 
     /// Keeps the hand-over told whether other streams share the session, and reports a lane

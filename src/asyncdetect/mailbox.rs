@@ -95,6 +95,8 @@ struct SyncOutcome {
 #[derive(Default)]
 pub struct Shared {
     pub handoff: Handoff,
+    /// The visual tracker's mailboxes (`tracking=visual`, async mode).
+    pub visual: super::follow::VisualFeed,
     pub stats: Arc<Statistics>,
     mailbox: Mutex<Mailbox>,
     /// Wakes the inference thread: a frame is prepared, a reload is asked, or everything stops.
@@ -148,6 +150,7 @@ impl Shared {
         lock(&self.outcome).flushing = true;
         self.result_ready.notify_all();
         let mut dropped = self.handoff.flush();
+        self.visual.flush();
         self.frame_canceller.cancel();
         let prepared = {
             let mut mailbox = lock(&self.mailbox);
@@ -173,6 +176,7 @@ impl Shared {
         };
         drop(prepared);
         self.handoff.close();
+        self.visual.close();
         self.frame_prepared.notify_all();
         lock(&self.outcome).stopped = true;
         self.result_ready.notify_all();
@@ -275,10 +279,11 @@ impl Shared {
         self.frame_prepared.notify_one();
     }
 
-    /// The inference thread or the preparer ends; the other one follows.
+    /// The inference thread, the preparer or the tracker ends; the others follow.
     pub fn worker_gone(&self) {
         lock(&self.mailbox).worker_gone = true;
         self.handoff.wake_preparer();
+        self.visual.close();
         self.frame_prepared.notify_all();
     }
 

@@ -13,6 +13,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod aliases;
+mod follow;
 mod handoff;
 mod imp;
 mod inference;
@@ -90,6 +91,13 @@ pub enum AsyncDetectTracking {
         nick = "predict"
     )]
     Predict,
+    /// Ids, and boxes that follow their objects through every frame by image motion (optical
+    /// flow), results carried from the analysed frame to the newest.
+    #[enum_value(
+        name = "Visual: stable ids and boxes that follow the objects in the picture on every frame",
+        nick = "visual"
+    )]
+    Visual,
 }
 
 /// Which output decoder `asyncdetect` uses.

@@ -155,7 +155,10 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         .blurb(
             "none: results as detected. iou: each object keeps an id while in view (ROI id and \
              an `object_id` parameter). predict: ids, and on buffers between inferences boxes \
-             are moved forward from each object's velocity (marked `predicted`).",
+             are moved forward from each object's velocity (marked `predicted`). visual: ids, \
+             and a tracker follows every object through the frames by image motion (optical \
+             flow on a small grey copy, on a thread of its own), carrying each result from the \
+             frame the model saw to the newest; a scene cut forgets the tracks.",
         )
         .mutable_playing()
         .build(),
@@ -323,6 +326,14 @@ pub fn specs() -> Vec<glib::ParamSpec> {
     glib::ParamSpecUInt64::builder("frames-unchanged")
         .nick("Frames unchanged")
         .blurb("Frames the model did not run on because motion-gating found no change.")
+        .read_only()
+        .build(),
+    glib::ParamSpecUInt64::builder("frames-tracked")
+        .nick("Frames tracked")
+        .blurb(
+            "Frames the visual tracker followed the objects through (tracking=visual; in async \
+             mode it skips frames rather than fall behind).",
+        )
         .read_only()
         .build(),
     glib::ParamSpecUInt64::builder("frames-in")

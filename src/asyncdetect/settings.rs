@@ -182,6 +182,9 @@ impl Settings {
             AsyncDetectTracking::None => Tracking::None,
             AsyncDetectTracking::Iou => Tracking::Ids,
             AsyncDetectTracking::Predict => Tracking::Predict,
+            // In sync mode the streaming thread tracks, from the detections as they are.
+            AsyncDetectTracking::Visual if self.mode == AsyncDetectMode::Sync => Tracking::None,
+            AsyncDetectTracking::Visual => Tracking::Visual,
         }
     }
 

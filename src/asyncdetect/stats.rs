@@ -18,6 +18,8 @@ pub struct Statistics {
     pub frames_skipped: AtomicU64,
     /// Frames the worker took but did not run the model on: the picture had not changed.
     pub frames_unchanged: AtomicU64,
+    /// Frames the visual tracker followed the objects through.
+    pub frames_tracked: AtomicU64,
     /// Smoothed conversion + inference + decoding time, in nanoseconds.
     pub inference_latency_ns: AtomicU64,
     /// When recent inferences finished, for `inference-fps` (worker threads only).
@@ -35,6 +37,7 @@ impl Statistics {
             &self.frames_inferred,
             &self.frames_skipped,
             &self.frames_unchanged,
+            &self.frames_tracked,
             &self.inference_latency_ns,
         ] {
             counter.store(0, Ordering::Relaxed);

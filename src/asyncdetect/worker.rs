@@ -1,8 +1,10 @@
-//! The worker's two threads: the preparer converts and scales the newest frame to the model's
-//! input, timed to finish as the running inference ends, so conversion overlaps the model instead
-//! of adding to it; the inference thread owns the model and runs it on each prepared frame (see
-//! `inference.rs`). Both run at a lowered priority, and a panic on either becomes an element
-//! error instead of taking the application down.
+//! The worker's threads: the preparer converts and scales the newest frame to the model's input,
+//! timed to finish as the running inference ends, so conversion overlaps the model instead of
+//! adding to it; the inference thread owns the model and runs it on each prepared frame (see
+//! `inference.rs`); the visual tracker follows objects through the frames (`follow.rs`; idle
+//! unless `tracking=visual`). All run at a lowered priority (the tracker less lowered than the
+//! model: it must keep up with the video), and a panic on any becomes an element error instead of
+//! taking the application down.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -64,6 +66,26 @@ fn run(element: &glib::WeakRef<gst::Element>, shared: &Shared, config: WorkerCon
                 gst::CoreError::Thread,
                 format!("Could not start the frame preparer thread: {e}"),
             );
+            return;
+        }
+        let tracker = std::thread::Builder::new()
+            .name("asyncdetect-track".into())
+            .spawn_scoped(scope, || {
+                let _ = lower_priority(nice / 2);
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    super::follow::run(element, &shared.visual, &shared.handoff, &shared.stats)
+                }));
+                if let Err(payload) = outcome {
+                    report_crash(element, shared, "visual tracker", payload.as_ref());
+                }
+            });
+        if let Err(e) = tracker {
+            shared.fail_with(
+                element,
+                gst::CoreError::Thread,
+                format!("Could not start the visual tracker thread: {e}"),
+            );
+            shared.worker_gone();
             return;
         }
         let _stop_preparer = StopPreparer(shared);

@@ -436,3 +436,24 @@ pub fn changed_pixels(before: &gst::Buffer, after: &gst::Buffer, caps: &gst::Cap
     }
     changed
 }
+
+/// The test photo (640x424 RGB), cropped to 480 pixels wide starting `shift` pixels from the
+/// left: the scene moves left by `shift` as it grows, like a panning camera.
+pub fn panned(photo: &gst::Buffer, shift: usize) -> gst::Buffer {
+    let source = photo.map_readable().unwrap();
+    let mut data = Vec::with_capacity(480 * 424 * 3);
+    for row in source.chunks(640 * 3).take(424) {
+        data.extend_from_slice(&row[shift * 3..(shift + 480) * 3]);
+    }
+    gst::Buffer::from_mut_slice(data)
+}
+
+/// The caps of [`panned`] frames: 480x424 RGB at 30 fps.
+pub fn pan_caps() -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", 480)
+        .field("height", 424)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
+}
