@@ -24,6 +24,7 @@
 //! `cargo test --all-targets` runs a shortened variant (a few frames each) to keep it working; it
 //! prints the same tables but its figures are not meaningful.
 
+mod cadence;
 mod cameras;
 #[path = "../../tests/common/mod.rs"]
 mod common;

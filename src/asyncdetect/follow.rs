@@ -20,15 +20,13 @@ use gst_video::prelude::*;
 
 use super::CAT;
 use super::handoff::{Handoff, Slot};
-use super::meta::InferenceResult;
+use super::meta::{InferenceResult, VISUAL_PREDICTION};
 use super::stats::Statistics;
 use crate::detection::Detection;
 use crate::lock;
-use crate::visual::{FlowError, GreyImage, PixelLayout, StepOutcome, VisualSettings, VisualTracker};
-
-/// Grey frames are at most this many pixels on their longer side: enough to follow objects a
-/// few pixels across, cheap to follow many.
-const GREY_SIDE: u32 = 480;
+use crate::visual::{
+    FlowError, GREY_SIDE, GreyImage, PixelLayout, StepOutcome, VisualSettings, VisualTracker,
+};
 
 /// How often an idle tracker looks for a new frame while frames are coming, and while not.
 const POLL_BUSY: Duration = Duration::from_millis(2);
@@ -129,7 +127,7 @@ pub fn tracked_result(tracker: &VisualTracker, seq: u64, pts: Option<gst::ClockT
         .into_iter()
         .map(|object| (object.detection, (object.id, object.velocity)))
         .unzip();
-    InferenceResult::new(seq, pts, detections, tracks, true)
+    InferenceResult::new(seq, pts, detections, tracks, VISUAL_PREDICTION)
 }
 
 /// The tracker thread: follows objects through the frames offered and publishes their boxes.

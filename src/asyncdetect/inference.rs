@@ -13,7 +13,7 @@ use super::CAT;
 use super::follow::DetectionBatch;
 use super::handoff::{Job, Tracking};
 use super::mailbox::{InputTarget, Prepared, Shared, WorkerConfig};
-use super::meta::InferenceResult;
+use super::meta::{DETECTION_PREDICTION, InferenceResult};
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{EngineError, Model, ModelSource};
 use crate::geometry::Placement;
@@ -224,7 +224,7 @@ impl<'a> Inference<'a> {
                 .into_iter()
                 .map(|(id, _)| (id, Velocity::default()))
                 .collect();
-            let result = InferenceResult::new(job.seq, job.pts, latest.detections.clone(), tracks, false);
+            let result = InferenceResult::new(job.seq, job.pts, latest.detections.clone(), tracks, 0.0);
             self.shared.handoff.publish(job.generation, result);
             self.shared.finished(job.seq);
             return Ok(());
@@ -280,7 +280,11 @@ impl<'a> Inference<'a> {
             job.pts,
             detections,
             tracks,
-            job.tracking == Tracking::Predict,
+            if job.tracking == Tracking::Predict {
+                DETECTION_PREDICTION
+            } else {
+                0.0
+            },
         );
         let message = self
             .element
@@ -313,7 +317,7 @@ impl<'a> Inference<'a> {
     /// publishes them; the bus message says what the model saw.
     fn hand_to_tracker(&mut self, job: Job, detections: Vec<Detection>, took: std::time::Duration) {
         let message =
-            InferenceResult::new(job.seq, job.pts, detections.clone(), Vec::new(), false).message(took);
+            InferenceResult::new(job.seq, job.pts, detections.clone(), Vec::new(), 0.0).message(took);
         self.shared.visual.detected(DetectionBatch {
             pts: job.pts,
             seq: job.seq,

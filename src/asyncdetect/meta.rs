@@ -16,8 +16,13 @@ use super::stats::nanos;
 use crate::detection::{Detection, NormalizedBox};
 use crate::track::Velocity;
 
-/// Predicted boxes are moved forward at most this far: past it, a velocity is a guess.
-const MAX_PREDICTION: f64 = 1.0;
+/// Boxes predicted from the velocities of detections are moved forward at most this far: past
+/// it, a velocity is a guess.
+pub const DETECTION_PREDICTION: f64 = 1.0;
+/// Boxes the visual tracker followed are moved forward at most this far, the frames it is
+/// expected to lag behind; when it falls further behind, extrapolating its motion would
+/// overshoot.
+pub const VISUAL_PREDICTION: f64 = 0.1;
 
 /// Field names set on the streaming thread, interned once.
 struct Names {
@@ -49,8 +54,9 @@ pub struct InferenceResult {
     /// Presentation timestamp of the frame the model saw.
     pub frame_pts: Option<gst::ClockTime>,
     pub detections: Vec<Detection>,
-    /// Move tracked boxes forward to the time of the buffer they are attached to.
-    predict: bool,
+    /// Move tracked boxes forward to the time of the buffer they are attached to, by at most
+    /// this many seconds (0: not at all).
+    predict_for: f64,
     rois: Vec<Roi>,
 }
 
@@ -62,7 +68,7 @@ impl InferenceResult {
         frame_pts: Option<gst::ClockTime>,
         detections: Vec<Detection>,
         tracks: Vec<(u32, Velocity)>,
-        predict: bool,
+        predict_for: f64,
     ) -> Self {
         let rois = detections
             .iter()
@@ -88,7 +94,7 @@ impl InferenceResult {
             seq,
             frame_pts,
             detections,
-            predict,
+            predict_for,
             rois,
         }
     }
@@ -121,8 +127,8 @@ impl InferenceResult {
             .max()
             .unwrap_or(0);
         let ahead = age
-            .filter(|&age| self.predict && age > 0)
-            .map(|age| (age as f64 / 1e9).min(MAX_PREDICTION));
+            .filter(|&age| self.predict_for > 0.0 && age > 0)
+            .map(|age| (age as f64 / 1e9).min(self.predict_for));
         let names = &*NAMES;
         for (index, (roi, detection)) in self.rois.iter().zip(&self.detections).enumerate() {
             let mut params = roi.detection.clone();

@@ -46,6 +46,9 @@ impl From<opencv::Error> for FlowError {
 /// A frame as the tracker sees it: grey, at most `max_side` pixels on its longer side.
 pub struct GreyImage {
     image: Mat,
+    /// Its image pyramid with derivatives, made once when it is first followed from or into
+    /// (optical flow would make it again on every call) and dropped when it is no longer needed.
+    pyramid: std::cell::OnceCell<Vector<Mat>>,
 }
 
 impl GreyImage {
@@ -105,7 +108,33 @@ impl GreyImage {
         } else {
             imgproc::resize(&grey, &mut image, size, 0.0, 0.0, imgproc::INTER_AREA)?;
         }
-        Ok(GreyImage { image })
+        Ok(GreyImage {
+            image,
+            pyramid: std::cell::OnceCell::new(),
+        })
+    }
+
+    fn pyramid(&self, settings: &FlowSettings) -> Result<&Vector<Mat>, FlowError> {
+        if let Some(pyramid) = self.pyramid.get() {
+            return Ok(pyramid);
+        }
+        let mut pyramid = Vector::<Mat>::new();
+        video::build_optical_flow_pyramid(
+            &self.image,
+            &mut pyramid,
+            Size::new(settings.window, settings.window),
+            settings.levels,
+            true,
+            core::BORDER_REFLECT_101,
+            core::BORDER_CONSTANT,
+            true,
+        )?;
+        Ok(self.pyramid.get_or_init(|| pyramid))
+    }
+
+    /// Frees the pyramid (frames kept only for carrying late results forward).
+    pub fn forget_pyramid(&mut self) {
+        self.pyramid.take();
     }
 
     /// A grey image from its pixels, row after row (tests, benchmarks).
@@ -166,8 +195,8 @@ pub struct FlowSettings {
 impl Default for FlowSettings {
     fn default() -> Self {
         FlowSettings {
-            grid: 8,
-            window: 15,
+            grid: 6,
+            window: 11,
             levels: 3,
             max_round_trip_error: 1.0,
             min_box_side: 8.0,
@@ -265,15 +294,15 @@ fn track_points(
     let mut status = Vector::<u8>::new();
     let mut error = Vector::<f32>::new();
     video::calc_optical_flow_pyr_lk(
-        &from.image,
-        &to.image,
+        from.pyramid(settings)?,
+        to.pyramid(settings)?,
         points,
         &mut found,
         &mut status,
         &mut error,
         Size::new(settings.window, settings.window),
         settings.levels,
-        TermCriteria::new(core::TermCriteria_COUNT + core::TermCriteria_EPS, 20, 0.03)?,
+        TermCriteria::new(core::TermCriteria_COUNT + core::TermCriteria_EPS, 10, 0.03)?,
         0,
         1e-4,
     )?;

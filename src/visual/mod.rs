@@ -16,6 +16,10 @@ use crate::detection::{Detection, NormalizedBox};
 use crate::track::{Velocity, assign, iou};
 pub use flow::{FlowError, FlowSettings, GreyImage, PixelLayout};
 
+/// Grey frames are at most this many pixels on their longer side: enough to follow objects a
+/// few pixels across, cheap to follow many.
+pub const GREY_SIDE: u32 = 480;
+
 /// How the tracker behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct VisualSettings {
@@ -147,6 +151,11 @@ impl VisualTracker {
         let lost_after = self.settings.lost_after;
         self.tracks
             .retain(|t| at - t.confirmed_at <= lost_after && visible(&t.bbox));
+        // Only the newest frame is followed from next: older ones keep their picture, not its
+        // pyramid.
+        if let Some(last) = self.frames.back_mut() {
+            last.image.forget_pyramid();
+        }
         self.frames.push_back(Frame { at, image, histogram });
         while self.frames.len() > self.settings.history.max(1) {
             self.frames.pop_front();
@@ -168,10 +177,13 @@ impl VisualTracker {
         }
         let mut boxes: Vec<NormalizedBox> = detections.iter().map(|d| d.bbox).collect();
         let mut velocities = vec![Velocity::default(); boxes.len()];
-        for pair in start..self.frames.len() - 1 {
+        let newest = self.frames.len() - 1;
+        for pair in start..newest {
             let (from, to) = (&self.frames[pair], &self.frames[pair + 1]);
-            let carried = flow::carry(&from.image, &to.image, &boxes, &self.settings.flow)?;
             let dt = (to.at - from.at) as f32;
+            let carried = flow::carry(&from.image, &to.image, &boxes, &self.settings.flow)?;
+            // Made for this carry only (the newest keeps its own: the next frame is followed from it).
+            self.frames[pair].image.forget_pyramid();
             for ((bbox, velocity), moved) in boxes.iter_mut().zip(&mut velocities).zip(carried) {
                 if let Some(moved) = moved {
                     if dt > 0.0 {
