@@ -130,64 +130,115 @@ pub fn tracked_result(tracker: &VisualTracker, seq: u64, pts: Option<gst::ClockT
     InferenceResult::new(seq, pts, detections, tracks, VISUAL_PREDICTION)
 }
 
-/// The tracker thread: follows objects through the frames offered and publishes their boxes.
+/// The tracker thread: follows objects through the frames offered, takes in results as soon as
+/// it has reached their frame, and publishes the boxes after either.
 pub fn run(element: &glib::WeakRef<gst::Element>, feed: &VisualFeed, handoff: &Handoff, stats: &Statistics) {
     let _ = feed.thread.set(std::thread::current());
-    let epoch = Instant::now();
-    let mut tracker = VisualTracker::new(VisualSettings::default());
-    let mut generation = 0;
-    let mut pending: Vec<DetectionBatch> = Vec::new();
+    let mut thread = TrackerThread {
+        element,
+        tracker: VisualTracker::new(VisualSettings::default()),
+        epoch: Instant::now(),
+        generation: 0,
+        pending: Vec::new(),
+        newest: None,
+        warned: false,
+    };
     let mut last_frame = Instant::now();
-    let mut warned = false;
     while !feed.closed.load(Ordering::Acquire) {
-        pending.append(&mut lock(&feed.detections));
-        let Some(frame) = feed.frames.take() else {
-            let busy = last_frame.elapsed() < Duration::from_secs(1);
-            std::thread::park_timeout(if busy { POLL_BUSY } else { POLL_IDLE });
-            continue;
-        };
-        last_frame = Instant::now();
-        if frame.generation != generation {
-            // A flush or seek: another part of the stream, maybe another scene.
-            tracker.reset();
-            pending.retain(|b| b.generation == frame.generation);
-            generation = frame.generation;
-        }
-        let grey = grey_frame(&frame.buffer, &frame.info);
-        let pts = frame.buffer.pts();
-        drop(frame.buffer);
-        let outcome = grey.and_then(|grey| tracker.step(seconds(pts, epoch), grey));
-        match outcome {
-            Ok(StepOutcome::SceneChanged) => {
-                if let Some(element) = element.upgrade() {
-                    gst::debug!(CAT, obj = element, "Scene change at {:?}: tracks forgotten", pts);
+        thread.pending.append(&mut lock(&feed.detections));
+        let mut changed = thread.take_in_results();
+        match feed.frames.take() {
+            Some(frame) => {
+                last_frame = Instant::now();
+                if thread.follow(frame) {
+                    stats.frames_tracked.fetch_add(1, Ordering::Relaxed);
+                    thread.take_in_results();
+                    changed = true;
                 }
             }
-            Ok(StepOutcome::Followed) => {}
+            None if !changed => {
+                let busy = last_frame.elapsed() < Duration::from_secs(1);
+                std::thread::park_timeout(if busy { POLL_BUSY } else { POLL_IDLE });
+                continue;
+            }
+            None => {}
+        }
+        if changed && let Some((seq, pts)) = thread.newest {
+            handoff.publish(thread.generation, tracked_result(&thread.tracker, seq, pts));
+        }
+    }
+}
+
+/// The tracker thread's state.
+struct TrackerThread<'a> {
+    element: &'a glib::WeakRef<gst::Element>,
+    tracker: VisualTracker,
+    epoch: Instant,
+    /// The flush generation of the frames followed.
+    generation: u64,
+    /// Results whose frame the tracker has not reached yet.
+    pending: Vec<DetectionBatch>,
+    /// The newest frame followed: its sequence number and timestamp.
+    newest: Option<(u64, Option<gst::ClockTime>)>,
+    warned: bool,
+}
+
+impl TrackerThread<'_> {
+    /// Follows the objects into `frame`; false if it could not be read.
+    fn follow(&mut self, frame: FeedFrame) -> bool {
+        if frame.generation != self.generation {
+            // A flush or seek: another part of the stream, maybe another scene.
+            self.tracker.reset();
+            self.newest = None;
+            self.generation = frame.generation;
+        }
+        let pts = frame.buffer.pts();
+        let grey = grey_frame(&frame.buffer, &frame.info);
+        drop(frame.buffer);
+        match grey.and_then(|grey| self.tracker.step(seconds(pts, self.epoch), grey)) {
+            Ok(outcome) => {
+                if outcome == StepOutcome::SceneChanged
+                    && let Some(element) = self.element.upgrade()
+                {
+                    gst::debug!(CAT, obj = element, "Scene change at {:?}: tracks forgotten", pts);
+                }
+                self.newest = Some((frame.seq, pts));
+                true
+            }
             Err(e) => {
-                if !warned && let Some(element) = element.upgrade() {
+                if !std::mem::replace(&mut self.warned, true)
+                    && let Some(element) = self.element.upgrade()
+                {
                     gst::element_warning!(
                         element,
                         gst::StreamError::Failed,
                         ("Visual tracking failed: {}", e)
                     );
                 }
-                warned = true;
-                continue;
+                false
             }
         }
-        stats.frames_tracked.fetch_add(1, Ordering::Relaxed);
-        // Results whose frame the tracker has reached (or passed) are carried forward and matched.
-        let reached = tracker.newest().unwrap_or(f64::MIN);
-        let (due, later): (Vec<_>, Vec<_>) = pending
+    }
+
+    /// Carries forward and matches the results whose frame the tracker has reached (or passed);
+    /// returns whether there were any.
+    fn take_in_results(&mut self) -> bool {
+        let generation = self.generation;
+        self.pending.retain(|b| b.generation >= generation);
+        let Some(reached) = self.tracker.newest() else {
+            return false;
+        };
+        let epoch = self.epoch;
+        let (due, later): (Vec<_>, Vec<_>) = self
+            .pending
             .drain(..)
-            .filter(|b| b.generation == generation)
-            .partition(|b| seconds(b.pts, epoch) <= reached + 1e-6);
-        pending = later;
+            .partition(|b| b.generation == generation && seconds(b.pts, epoch) <= reached + 1e-6);
+        self.pending = later;
+        let any = !due.is_empty();
         for batch in due {
-            tracker.settings.lost_after = batch.lost_after;
-            if let Err(e) = tracker.detect(seconds(batch.pts, epoch), batch.detections)
-                && let Some(element) = element.upgrade()
+            self.tracker.settings.lost_after = batch.lost_after;
+            if let Err(e) = self.tracker.detect(seconds(batch.pts, epoch), batch.detections)
+                && let Some(element) = self.element.upgrade()
             {
                 gst::debug!(
                     CAT,
@@ -198,7 +249,7 @@ pub fn run(element: &glib::WeakRef<gst::Element>, feed: &VisualFeed, handoff: &H
                 );
             }
         }
-        handoff.publish(generation, tracked_result(&tracker, frame.seq, pts));
+        any
     }
 }
 
