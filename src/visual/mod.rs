@@ -460,6 +460,63 @@ mod tests {
     }
 
     #[test]
+    fn a_box_too_small_to_follow_stays_until_a_result_confirms_it_or_it_expires() {
+        let mut tracker = VisualTracker::new(VisualSettings {
+            lost_after: 0.5,
+            ..Default::default()
+        });
+        let tiny = NormalizedBox {
+            x_min: 100.0 / W as f32,
+            y_min: 60.0 / H as f32,
+            x_max: 104.0 / W as f32,
+            y_max: 64.0 / H as f32,
+        };
+        tracker.step(0.0, scene(100.0, 50.0, 6)).unwrap();
+        tracker.detect(0.0, vec![detection(tiny)]).unwrap();
+        for frame in 1..=10u32 {
+            tracker.step(frame as f64 / 30.0, scene(100.0, 50.0, 6)).unwrap();
+        }
+        let objects = tracker.objects();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].detection.bbox, tiny);
+        for frame in 11..=20u32 {
+            tracker.step(frame as f64 / 30.0, scene(100.0, 50.0, 6)).unwrap();
+        }
+        assert!(tracker.objects().is_empty());
+    }
+
+    #[test]
+    fn a_hidden_object_keeps_its_course_and_its_id() {
+        let mut tracker = VisualTracker::new(VisualSettings::default());
+        let x = |frame: u32| 40.0 + 3.0 * frame as f32;
+        tracker.step(0.0, scene(x(0), 60.0, 7)).unwrap();
+        tracker
+            .detect(0.0, vec![detection(square_at(x(0), 60.0))])
+            .unwrap();
+        let flat = || GreyImage::from_grey(W, H, &vec![128u8; (W * H) as usize]).unwrap();
+        for frame in 1..=20u32 {
+            // Frames 8 to 11: hidden behind a plain wall (nothing to follow).
+            let picture = if (8..12).contains(&frame) {
+                flat()
+            } else {
+                scene(x(frame), 60.0, 7)
+            };
+            tracker.step(frame as f64 / 30.0, picture).unwrap();
+        }
+        let objects = tracker.objects();
+        assert_eq!(objects.len(), 1);
+        let error = left_error_px(&objects[0], x(20));
+        assert!(error < 3.0, "{error} px off after the occlusion");
+        tracker
+            .detect(20.0 / 30.0, vec![detection(square_at(x(20), 60.0))])
+            .unwrap();
+        assert_eq!(
+            tracker.objects().iter().map(|o| o.id).collect::<Vec<_>>(),
+            vec![1]
+        );
+    }
+
+    #[test]
     fn frames_of_every_layout_make_the_same_grey_picture_size() {
         let (width, height) = (64u32, 36u32);
         for (layout, bytes) in [
