@@ -46,6 +46,49 @@ pub struct Tracker {
     pub lost_after: f64,
 }
 
+impl Velocity {
+    /// The motion from `from` to `to` over `dt` seconds.
+    pub fn between(from: &NormalizedBox, to: &NormalizedBox, dt: f32) -> Velocity {
+        let centre = |b: &NormalizedBox| ((b.x_min + b.x_max) / 2.0, (b.y_min + b.y_max) / 2.0);
+        let size = |b: &NormalizedBox| (b.x_max - b.x_min, b.y_max - b.y_min);
+        let ((nx, ny), (ox, oy)) = (centre(to), centre(from));
+        let ((nw, nh), (ow, oh)) = (size(to), size(from));
+        Velocity {
+            cx: (nx - ox) / dt,
+            cy: (ny - oy) / dt,
+            w: (nw - ow) / dt,
+            h: (nh - oh) / dt,
+        }
+    }
+
+    /// This velocity smoothed towards `new`, keeping `keep` (0 to 1) of it.
+    pub fn blend(&self, new: &Velocity, keep: f32) -> Velocity {
+        let mix = |old: f32, new: f32| old * keep + new * (1.0 - keep);
+        Velocity {
+            cx: mix(self.cx, new.cx),
+            cy: mix(self.cy, new.cy),
+            w: mix(self.w, new.w),
+            h: mix(self.h, new.h),
+        }
+    }
+}
+
+/// How much a track and a detection overlap as candidates for [`assign`]: their IoU, or 0 when
+/// they are of different classes or overlap less than `threshold`.
+pub(crate) fn matching_overlap(
+    same_class: bool,
+    a: &NormalizedBox,
+    b: &NormalizedBox,
+    threshold: f32,
+) -> f32 {
+    let overlap = iou(a, b);
+    if same_class && overlap >= threshold {
+        overlap
+    } else {
+        0.0
+    }
+}
+
 pub fn iou(a: &NormalizedBox, b: &NormalizedBox) -> f32 {
     let w = (a.x_max.min(b.x_max) - a.x_min.max(b.x_min)).max(0.0);
     let h = (a.y_max.min(b.y_max) - a.y_min.max(b.y_min)).max(0.0);
@@ -153,16 +196,9 @@ impl Tracker {
                 self.tracks
                     .iter()
                     .map(|track| {
-                        if track.class_id != detection.class_id {
-                            return 0.0;
-                        }
                         let expected = predict(&track.bbox, &track.velocity, at - track.seen_at);
-                        let overlap = iou(&expected, &detection.bbox);
-                        if overlap >= self.iou_threshold {
-                            overlap
-                        } else {
-                            0.0
-                        }
+                        let same_class = track.class_id == detection.class_id;
+                        matching_overlap(same_class, &expected, &detection.bbox, self.iou_threshold)
                     })
                     .collect()
             })
@@ -175,26 +211,10 @@ impl Tracker {
                     let track = &mut self.tracks[index];
                     let dt = (at - track.seen_at) as f32;
                     if dt > 0.0 {
-                        let centre =
-                            |b: &NormalizedBox| ((b.x_min + b.x_max) / 2.0, (b.y_min + b.y_max) / 2.0);
-                        let size = |b: &NormalizedBox| (b.x_max - b.x_min, b.y_max - b.y_min);
-                        let ((nx, ny), (ox, oy)) = (centre(&detection.bbox), centre(&track.bbox));
-                        let ((nw, nh), (ow, oh)) = (size(&detection.bbox), size(&track.bbox));
-                        let measured = Velocity {
-                            cx: (nx - ox) / dt,
-                            cy: (ny - oy) / dt,
-                            w: (nw - ow) / dt,
-                            h: (nh - oh) / dt,
-                        };
+                        let measured = Velocity::between(&track.bbox, &detection.bbox, dt);
                         // The first measurement is taken as it is; later ones are smoothed.
                         let keep = if track.matches <= 1 { 0.0 } else { 0.5 };
-                        let blend = |old: f32, new: f32| old * keep + new * (1.0 - keep);
-                        track.velocity = Velocity {
-                            cx: blend(track.velocity.cx, measured.cx),
-                            cy: blend(track.velocity.cy, measured.cy),
-                            w: blend(track.velocity.w, measured.w),
-                            h: blend(track.velocity.h, measured.h),
-                        };
+                        track.velocity = track.velocity.blend(&measured, keep);
                     }
                     track.bbox = detection.bbox;
                     track.seen_at = at;

@@ -18,7 +18,7 @@ use gstasyncdetect::visual::{GREY_SIDE, GreyImage, PixelLayout, VisualSettings, 
 
 use crate::Config;
 use crate::common;
-use crate::pipelines::parse_pipeline;
+use crate::pipelines::{appsink, parse_pipeline};
 use crate::report::{goal, ms, percentile};
 use crate::tracking::{PersonBoxes, clip_path, id_switches};
 
@@ -28,11 +28,7 @@ fn decoded(clip: &str, caps: &str) -> Vec<(u64, gst::Buffer, gst_video::VideoInf
         "filesrc location={} ! decodebin ! videoconvert ! videoscale ! {caps} ! appsink name=sink sync=false",
         clip_path(clip).display()
     ));
-    let sink = pipeline
-        .by_name("sink")
-        .expect("sink")
-        .downcast::<gst_app::AppSink>()
-        .expect("appsink");
+    let sink = appsink(&pipeline);
     pipeline.set_state(gst::State::Playing).expect("plays");
     let mut frames = Vec::new();
     while let Ok(sample) = sink.pull_sample() {

@@ -50,14 +50,19 @@ pub fn frame_1080p(format: &str) -> (gst::Buffer, gst_video::VideoInfo) {
     ))
 }
 
-/// The first frame `description` (ending in `appsink name=sink`) delivers, and its layout.
-pub fn first_frame(description: &str) -> (gst::Buffer, gst_video::VideoInfo) {
-    let pipeline = parse_pipeline(description);
-    let sink = pipeline
+/// The appsink named `sink` of `pipeline`.
+pub fn appsink(pipeline: &gst::Pipeline) -> gst_app::AppSink {
+    pipeline
         .by_name("sink")
         .expect("sink")
         .downcast::<gst_app::AppSink>()
-        .expect("appsink");
+        .expect("appsink")
+}
+
+/// The first frame `description` (ending in `appsink name=sink`) delivers, and its layout.
+pub fn first_frame(description: &str) -> (gst::Buffer, gst_video::VideoInfo) {
+    let pipeline = parse_pipeline(description);
+    let sink = appsink(&pipeline);
     pipeline.set_state(gst::State::Playing).expect("plays");
     let sample = sink.pull_sample().expect("frame");
     pipeline.set_state(gst::State::Null).expect("stops");

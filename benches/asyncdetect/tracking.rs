@@ -29,11 +29,7 @@ pub fn person_boxes(clip: &str, properties: &str, rate: f64) -> std::collections
         "filesrc location={} ! decodebin ! videoconvert ! asyncdetect {properties} ! appsink name=sink sync={sync}",
         clip.display()
     ));
-    let sink = pipeline
-        .by_name("sink")
-        .expect("sink")
-        .downcast::<gst_app::AppSink>()
-        .expect("appsink");
+    let sink = appsink(&pipeline);
     pipeline.set_state(gst::State::Paused).expect("pauses");
     let _ = pipeline.state(gst::ClockTime::from_seconds(10));
     if sync {

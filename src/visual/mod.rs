@@ -13,7 +13,7 @@ pub mod flow;
 use std::collections::VecDeque;
 
 use crate::detection::{Detection, NormalizedBox};
-use crate::track::{Velocity, assign, iou};
+use crate::track::{Velocity, assign, matching_overlap};
 pub use flow::{FlowError, FlowSettings, GreyImage, PixelLayout};
 
 /// Grey frames are at most this many pixels on their longer side: enough to follow objects a
@@ -132,8 +132,8 @@ impl VisualTracker {
                     match moved {
                         Some(moved) => {
                             if dt > 0.0 {
-                                let measured = velocity_between(&track.bbox, &moved, dt);
-                                track.velocity = blend(&track.velocity, &measured, 0.5);
+                                let measured = Velocity::between(&track.bbox, &moved, dt);
+                                track.velocity = track.velocity.blend(&measured, 0.5);
                             }
                             track.bbox = moved;
                         }
@@ -187,7 +187,7 @@ impl VisualTracker {
             for ((bbox, velocity), moved) in boxes.iter_mut().zip(&mut velocities).zip(carried) {
                 if let Some(moved) = moved {
                     if dt > 0.0 {
-                        *velocity = velocity_between(bbox, &moved, dt);
+                        *velocity = Velocity::between(bbox, &moved, dt);
                     }
                     *bbox = moved;
                 }
@@ -201,14 +201,8 @@ impl VisualTracker {
                 self.tracks
                     .iter()
                     .map(|track| {
-                        let overlap = iou(&track.bbox, bbox);
-                        if track.detection.class_id == detection.class_id
-                            && overlap >= self.settings.iou_threshold
-                        {
-                            overlap
-                        } else {
-                            0.0
-                        }
+                        let same_class = track.detection.class_id == detection.class_id;
+                        matching_overlap(same_class, &track.bbox, bbox, self.settings.iou_threshold)
                     })
                     .collect()
             })
@@ -263,29 +257,6 @@ fn visible(bbox: &NormalizedBox) -> bool {
 /// Half the L1 distance between two histograms of shares: 0 (same) to 1 (no overlap).
 fn distance(a: &[f32; 16], b: &[f32; 16]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / 2.0
-}
-
-fn velocity_between(from: &NormalizedBox, to: &NormalizedBox, dt: f32) -> Velocity {
-    let centre = |b: &NormalizedBox| ((b.x_min + b.x_max) / 2.0, (b.y_min + b.y_max) / 2.0);
-    let size = |b: &NormalizedBox| (b.x_max - b.x_min, b.y_max - b.y_min);
-    let ((nx, ny), (ox, oy)) = (centre(to), centre(from));
-    let ((nw, nh), (ow, oh)) = (size(to), size(from));
-    Velocity {
-        cx: (nx - ox) / dt,
-        cy: (ny - oy) / dt,
-        w: (nw - ow) / dt,
-        h: (nh - oh) / dt,
-    }
-}
-
-fn blend(old: &Velocity, new: &Velocity, keep: f32) -> Velocity {
-    let mix = |o: f32, n: f32| o * keep + n * (1.0 - keep);
-    Velocity {
-        cx: mix(old.cx, new.cx),
-        cy: mix(old.cy, new.cy),
-        w: mix(old.w, new.w),
-        h: mix(old.h, new.h),
-    }
 }
 
 #[cfg(test)]
