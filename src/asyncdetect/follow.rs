@@ -30,7 +30,7 @@ use crate::visual::{
 
 /// How often an idle tracker looks for a new frame while frames are coming, and while not.
 const POLL_BUSY: Duration = Duration::from_millis(2);
-const POLL_IDLE: Duration = Duration::from_millis(100);
+const POLL_IDLE: Duration = Duration::from_millis(250);
 
 /// A frame offered to the tracker thread.
 pub struct FeedFrame {
