@@ -47,7 +47,7 @@ inspect=$(as_user gst-inspect-1.0 asyncdetect) || fail "gst-inspect-1.0 asyncdet
 # (/lib is /usr/lib on a merged-/usr system: GStreamer may name either.)
 grep -Eq "Filename +(/usr)?/lib/$multiarch/gstreamer-1.0/libgstasyncdetect.so$" <<<"$inspect" || fail "gst-inspect-1.0 found the plugin elsewhere: $inspect"
 grep -Eq "Version +$version(-|$)" <<<"$inspect" || fail "not version $version: $inspect"
-for element in asyncdetect detectoverlay detectblur detectexport; do
+for element in asyncdetect detectoverlay detectblur detectexport detectevents; do
   as_user gst-inspect-1.0 "$element" >/dev/null || fail "gst-inspect-1.0 $element"
 done
 

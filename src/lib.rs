@@ -15,11 +15,13 @@ pub mod colour;
 pub mod convert;
 pub mod decode;
 mod detectblur;
+mod detectevents;
 mod detectexport;
 pub mod detection;
 mod detectoverlay;
 pub mod draw;
 pub mod engine;
+pub mod events;
 pub mod export;
 pub mod files;
 pub mod geometry;
@@ -36,6 +38,7 @@ pub use asyncdetect::{
     AsyncDetectTracking,
 };
 pub use detectblur::{DetectBlur, DetectBlurShape};
+pub use detectevents::{DetectEvents, DetectEventsAnchor, META_NAME as DETECT_EVENTS_META};
 pub use detectexport::DetectExport;
 pub use detectoverlay::DetectOverlay;
 
@@ -50,6 +53,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     asyncdetect::register(plugin)?;
     detectoverlay::register(plugin)?;
     detectexport::register(plugin)?;
+    detectevents::register(plugin)?;
     detectblur::register(plugin)
 }
 

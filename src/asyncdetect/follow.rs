@@ -2,11 +2,12 @@
 //!
 //! In async mode a thread of its own follows the objects through every frame it can: the
 //! streaming thread drops each buffer (a reference, no pixels touched) into a one-slot mailbox
-//! that a newer frame replaces, so a tracker that falls behind skips frames instead of lagging;
-//! the inference thread hands it each result, which it carries from the analysed frame to the
-//! newest before matching; and it publishes the tracked boxes, stamped with the frame they belong
-//! to, where the streaming thread reads results. Nothing here makes the streaming thread wait:
-//! the tracker polls its mailbox instead of being woken, so offering a frame is one atomic swap.
+//! whenever the tracker has taken the last one, so a tracker that falls behind skips frames
+//! instead of lagging; the inference thread hands it each result, which it carries from the
+//! analysed frame to the newest before matching; and it publishes the tracked boxes, stamped with
+//! the frame they belong to, where the streaming thread reads results. Nothing here makes the
+//! streaming thread wait: the tracker polls its mailbox instead of being woken, so offering a
+//! frame is an atomic load and swap.
 //!
 //! In sync mode the streaming thread drives a tracker itself, frame by frame, so the boxes of
 //! every buffer are the same on every machine.
@@ -61,9 +62,14 @@ pub struct VisualFeed {
 }
 
 impl VisualFeed {
-    /// The streaming thread offers a frame: one atomic swap, never a wait.
-    pub fn offer(&self, frame: FeedFrame) {
-        drop(self.frames.put(frame));
+    /// The streaming thread offers a frame: an atomic load and swap, never a wait. While the
+    /// tracker has not taken the last frame offered (it is behind), frames are not offered, so the
+    /// streaming thread never releases a frame the tracker skipped (the last release of a frame
+    /// can return it to its pool or free it, which is not the streaming thread's to pay for).
+    pub fn offer(&self, frame: impl FnOnce() -> FeedFrame) {
+        if !self.frames.is_full() {
+            drop(self.frames.put(frame()));
+        }
     }
 
     /// The inference thread hands over a result.

@@ -764,9 +764,8 @@ impl BaseTransformImpl for AsyncDetect {
             self.mark_taken(seq, buffer.pts());
         }
         if visual && !failed {
-            // Every frame goes to the tracker (a shallow copy, before our metas; a newer frame
-            // replaces it if the tracker has not taken it).
-            shared.visual.offer(FeedFrame {
+            // Every frame the tracker is ready for goes to it (a shallow copy, before our metas).
+            shared.visual.offer(|| FeedFrame {
                 buffer: buffer.to_owned(),
                 info: info.clone(),
                 seq,
