@@ -316,17 +316,22 @@ impl BaseTransformImpl for DetectEvents {
     }
 
     fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = lock(&self.settings).clone();
-        let (events, counts, counts_changed) = {
+        let (events, counts, counts_changed, post_messages) = {
+            // Lock order: state, then settings (set_property never holds settings while it takes
+            // state).
             let mut guard = lock(&self.state);
             let Some(state) = guard.as_mut() else {
                 return Err(gst::FlowError::Flushing);
             };
-            if state.version != settings.version {
-                state.tracker = settings.tracker();
-                state.version = settings.version;
-                state.last_counts = None;
-            }
+            let post_messages = {
+                let settings = lock(&self.settings);
+                if state.version != settings.version {
+                    state.tracker = settings.tracker();
+                    state.version = settings.version;
+                    state.last_counts = None;
+                }
+                settings.post_messages
+            };
             let size = state.info.as_ref().map(|i| (i.width(), i.height()));
             let observations = observations(buffer, size);
             let at = buffer
@@ -338,7 +343,7 @@ impl BaseTransformImpl for DetectEvents {
             if changed {
                 state.last_counts = Some(counts.clone());
             }
-            (events, counts, changed)
+            (events, counts, changed, post_messages)
         };
         let pts = buffer.pts();
         let event_structures: Vec<gst::Structure> = events.iter().map(|e| event_structure(e, pts)).collect();
@@ -354,7 +359,7 @@ impl BaseTransformImpl for DetectEvents {
         }
         self.events_posted
             .fetch_add(event_structures.len() as u64, Ordering::Relaxed);
-        if settings.post_messages {
+        if post_messages {
             let element = self.obj();
             for structure in event_structures {
                 let _ =
