@@ -73,13 +73,12 @@ impl Region {
     pub fn label(&self) -> &str {
         self.label.as_deref().unwrap_or(&self.roi_type)
     }
-}
 
-impl ObjectJson {
-    /// Builds the object; without normalised corners they are derived from the pixel rectangle.
-    pub fn from_region(region: &Region, width: u32, height: u32) -> ObjectJson {
-        let (x, y, w, h) = region.rect;
-        let [x_min, y_min, x_max, y_max] = region.normalized.unwrap_or_else(|| {
+    /// Normalised corners: from the `detection` parameters, else from the pixel rectangle in a
+    /// `width` x `height` frame.
+    pub fn corners(&self, width: u32, height: u32) -> [f64; 4] {
+        self.normalized.unwrap_or_else(|| {
+            let (x, y, w, h) = self.rect;
             let (fw, fh) = (width.max(1) as f64, height.max(1) as f64);
             [
                 x as f64 / fw,
@@ -87,7 +86,15 @@ impl ObjectJson {
                 (x + w) as f64 / fw,
                 (y + h) as f64 / fh,
             ]
-        });
+        })
+    }
+}
+
+impl ObjectJson {
+    /// Builds the object; without normalised corners they are derived from the pixel rectangle.
+    pub fn from_region(region: &Region, width: u32, height: u32) -> ObjectJson {
+        let (x, y, w, h) = region.rect;
+        let [x_min, y_min, x_max, y_max] = region.corners(width, height);
         ObjectJson {
             x,
             y,

@@ -35,7 +35,7 @@ pub mod visual;
 
 pub use asyncdetect::{
     AsyncDetect, AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode,
-    AsyncDetectTracking,
+    AsyncDetectTracking, grey_frame,
 };
 pub use detectblur::{DetectBlur, DetectBlurShape};
 pub use detectevents::{DetectEvents, DetectEventsAnchor, META_NAME as DETECT_EVENTS_META};

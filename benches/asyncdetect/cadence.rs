@@ -11,10 +11,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gst_video::prelude::*;
 use gstasyncdetect::detection::{Detection, NormalizedBox};
 use gstasyncdetect::track::{Tracker, predict};
-use gstasyncdetect::visual::{GREY_SIDE, GreyImage, PixelLayout, VisualSettings, VisualTracker};
+use gstasyncdetect::visual::{VisualSettings, VisualTracker};
 
 use crate::Config;
 use crate::common;
@@ -41,21 +40,6 @@ fn decoded(clip: &str, caps: &str) -> Vec<(u64, gst::Buffer, gst_video::VideoInf
     }
     pipeline.set_state(gst::State::Null).expect("stops");
     frames
-}
-
-/// The grey copy the element's tracker makes of an I420 or GRAY8 frame (its first plane).
-fn grey(buffer: &gst::Buffer, info: &gst_video::VideoInfo) -> GreyImage {
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info).expect("mapped");
-    let stride = frame.plane_stride()[0] as usize;
-    GreyImage::from_pixels(
-        frame.plane_data(0).expect("plane"),
-        info.width(),
-        info.height(),
-        stride,
-        PixelLayout::Luma,
-        GREY_SIDE,
-    )
-    .expect("grey copy")
 }
 
 fn person(b: &[f64; 4]) -> Detection {
@@ -120,7 +104,12 @@ fn replay(
         }
         let started = Instant::now();
         let (_, buffer, info) = &frames[index];
-        visual.step(seconds(index), grey(buffer, info)).expect("followed");
+        visual
+            .step(
+                seconds(index),
+                gstasyncdetect::grey_frame(buffer, info).expect("grey copy"),
+            )
+            .expect("followed");
         if index >= period && (index - period).is_multiple_of(period) {
             let seen = index - period;
             let detections = truth[seen].1.iter().map(|(b, _)| person(b)).collect();

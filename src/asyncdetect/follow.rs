@@ -93,30 +93,29 @@ impl VisualFeed {
     }
 }
 
-/// How the pixels of `info`'s format make a grey image: the plane and its layout.
-fn layout_of(info: &gst_video::VideoInfo) -> Option<(usize, PixelLayout)> {
+/// How the first plane of `info`'s format (luma, or the packed pixels) makes a grey image.
+fn layout_of(info: &gst_video::VideoInfo) -> Option<PixelLayout> {
     use gst_video::VideoFormat::*;
-    let layout = match info.format() {
+    Some(match info.format() {
         I420 | Yv12 | Nv12 | Nv21 | Y42b | Y444 | Gray8 => PixelLayout::Luma,
         Rgb | Bgr => PixelLayout::Packed3,
         Rgba | Bgra | Argb | Abgr | Rgbx | Bgrx | Xrgb | Xbgr => PixelLayout::Packed4,
         Yuy2 => PixelLayout::Yuy2,
         Uyvy => PixelLayout::Uyvy,
         _ => return None,
-    };
-    Some((0, layout))
+    })
 }
 
-/// A grey copy of a frame for the tracker.
+/// The grey copy the visual tracker makes of a frame.
 pub fn grey_frame(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<GreyImage, FlowError> {
-    let (plane, layout) = layout_of(info)
+    let layout = layout_of(info)
         .ok_or_else(|| FlowError(format!("no grey picture from {:?} frames", info.format())))?;
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
         .map_err(|_| FlowError("the frame could not be mapped".into()))?;
     let data = frame
-        .plane_data(plane as u32)
+        .plane_data(0)
         .map_err(|_| FlowError("the frame has no picture plane".into()))?;
-    let stride = frame.plane_stride()[plane] as usize;
+    let stride = frame.plane_stride()[0] as usize;
     GreyImage::from_pixels(data, info.width(), info.height(), stride, layout, GREY_SIDE)
 }
 

@@ -13,7 +13,7 @@ use super::CAT;
 use super::follow::DetectionBatch;
 use super::handoff::{Job, Tracking};
 use super::mailbox::{InputTarget, Prepared, Shared, WorkerConfig};
-use super::meta::{DETECTION_PREDICTION, InferenceResult};
+use super::meta::{DETECTION_PREDICTION, InferenceResult, result_message};
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{EngineError, Model, ModelSource};
 use crate::geometry::Placement;
@@ -316,8 +316,9 @@ impl<'a> Inference<'a> {
     /// `tracking=visual`: the visual tracker carries the detections to the newest frame and
     /// publishes them; the bus message says what the model saw.
     fn hand_to_tracker(&mut self, job: Job, detections: Vec<Detection>, took: std::time::Duration) {
-        let message =
-            InferenceResult::new(job.seq, job.pts, detections.clone(), Vec::new(), 0.0).message(took);
+        let message = job
+            .post_messages
+            .then(|| result_message(job.pts, &detections, took));
         self.shared.visual.detected(DetectionBatch {
             pts: job.pts,
             seq: job.seq,
@@ -325,7 +326,7 @@ impl<'a> Inference<'a> {
             detections,
             lost_after: job.track_lost_time,
         });
-        if job.post_messages
+        if let Some(message) = message
             && self.shared.handoff.is_current(job.generation)
             && let Some(element) = self.element.upgrade()
         {

@@ -161,20 +161,30 @@ impl InferenceResult {
     /// The `asyncdetect` element message for this result: the detections as the metas carry them,
     /// the frame's timestamp and the time the inference took.
     pub fn message(&self, latency: Duration) -> gst::Structure {
-        let list = gst::List::new(
-            self.detections
-                .iter()
-                .map(|detection| detection_structure(detection).to_send_value()),
-        );
-        let mut structure = gst::Structure::builder("asyncdetect")
-            .field("inference-latency", nanos(latency))
-            .field("detections", list)
-            .build();
-        if let Some(pts) = self.frame_pts {
-            structure.set("timestamp", pts.nseconds());
-        }
-        structure
+        result_message(self.frame_pts, &self.detections, latency)
     }
+}
+
+/// The `asyncdetect` element message for the detections the model made on the frame at
+/// `frame_pts`, in `latency`.
+pub fn result_message(
+    frame_pts: Option<gst::ClockTime>,
+    detections: &[Detection],
+    latency: Duration,
+) -> gst::Structure {
+    let list = gst::List::new(
+        detections
+            .iter()
+            .map(|detection| detection_structure(detection).to_send_value()),
+    );
+    let mut structure = gst::Structure::builder("asyncdetect")
+        .field("inference-latency", nanos(latency))
+        .field("detections", list)
+        .build();
+    if let Some(pts) = frame_pts {
+        structure.set("timestamp", pts.nseconds());
+    }
+    structure
 }
 
 fn corners(bbox: &NormalizedBox) -> [f64; 4] {

@@ -24,6 +24,8 @@ mod settings;
 mod stats;
 mod worker;
 
+pub use follow::grey_frame;
+
 pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> = once_cell::sync::Lazy::new(|| {
     gst::DebugCategory::new(
         "asyncdetect",

@@ -388,16 +388,12 @@ fn observations(buffer: &gst::BufferRef, size: Option<(u32, u32)>) -> Vec<Observ
         .into_iter()
         .filter_map(|region| {
             let id = u32::try_from(region.tracking_id?).ok()?;
-            let bbox = region.normalized.or_else(|| {
-                let (width, height) = size.filter(|(w, h)| *w > 0 && *h > 0)?;
-                let (x, y, w, h) = region.rect;
-                Some([
-                    x as f64 / width as f64,
-                    y as f64 / height as f64,
-                    (x + w) as f64 / width as f64,
-                    (y + h) as f64 / height as f64,
-                ])
-            })?;
+            // Without normalised corners, the pixel rectangle needs the frame's size.
+            let bbox = match (region.normalized, size) {
+                (Some(corners), _) => corners,
+                (None, Some((width, height))) if width > 0 && height > 0 => region.corners(width, height),
+                _ => return None,
+            };
             Some(Observation {
                 id,
                 label: region.label().to_string(),
