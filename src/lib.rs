@@ -27,9 +27,12 @@ pub mod files;
 pub mod geometry;
 pub mod labels;
 pub mod motion;
+pub mod mqtt;
 mod pads;
 pub mod preprocess;
 pub mod priority;
+pub mod publish;
+pub mod snapshot;
 pub mod track;
 pub mod visual;
 

@@ -3,53 +3,9 @@
 
 mod common;
 
+use common::tracked::{tracked_caps as caps, tracked_frame as frame};
 use common::*;
 use gst::prelude::*;
-
-const SIZE: (u32, u32) = (320, 240);
-
-fn caps() -> gst::Caps {
-    gst_video::VideoCapsBuilder::new()
-        .format(gst_video::VideoFormat::Gray8)
-        .width(SIZE.0 as i32)
-        .height(SIZE.1 as i32)
-        .framerate(gst::Fraction::new(10, 1))
-        .build()
-}
-
-/// A frame at `index` (0.1 s apart) carrying tracked people whose boxes' bottom centres are at
-/// the given normalised points.
-fn frame(index: u64, people: &[(i32, f64, f64)]) -> gst::Buffer {
-    let mut buffer = gst::Buffer::with_size((SIZE.0 * SIZE.1) as usize).unwrap();
-    {
-        let buffer = buffer.get_mut().unwrap();
-        buffer.set_pts(gst::ClockTime::from_mseconds(100 * index));
-        for &(id, x, y) in people {
-            let bbox = [x - 0.05, y - 0.2, x + 0.05, y];
-            let rect = (
-                (bbox[0] * SIZE.0 as f64) as u32,
-                (bbox[1] * SIZE.1 as f64) as u32,
-                (0.1 * SIZE.0 as f64) as u32,
-                (0.2 * SIZE.1 as f64) as u32,
-            );
-            let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, "person", rect);
-            meta.set_id(id);
-            meta.add_param(
-                gst::Structure::builder("detection")
-                    .field("label", "person")
-                    .field("label_id", 0i32)
-                    .field("confidence", 0.9f64)
-                    .field("x_min", bbox[0])
-                    .field("y_min", bbox[1])
-                    .field("x_max", bbox[2])
-                    .field("y_max", bbox[3])
-                    .build(),
-            );
-            meta.add_param(gst::Structure::builder("object_id").field("id", id).build());
-        }
-    }
-    buffer
-}
 
 fn events_element(properties: &[(&str, gst::glib::Value)]) -> (gst_check::Harness, gst::Bus, gst::Element) {
     let element = gst::ElementFactory::make("detectevents").build().unwrap();

@@ -3,9 +3,9 @@
 //! as a custom meta and posts each event on the bus. It does no pixel work and takes only its own
 //! locks, so it costs the video a few microseconds a buffer.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use gst::glib;
@@ -14,9 +14,15 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use super::{DetectEventsAnchor, META_NAME};
-use crate::events::{Anchor, Counts, Event, EventTracker, Line, Observation, Zone, parse_lines, parse_zones};
+use super::META_NAME;
+use super::outputs::{Outputs, Report};
+use super::settings::{
+    DEFAULT_HYSTERESIS, DEFAULT_LOST_TIME, DEFAULT_MQTT_QUEUE, DEFAULT_MQTT_TOPIC,
+    DEFAULT_SNAPSHOT_MAX_FILES, DEFAULT_SNAPSHOT_QUALITY, Settings, param_specs, read_config_file,
+};
+use crate::events::{Counts, Event, EventTracker, Observation, parse_lines, parse_zones};
 use crate::lock;
+use crate::mqtt::Status;
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(
@@ -26,65 +32,14 @@ static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     )
 });
 
-const DEFAULT_HYSTERESIS: f64 = 0.02;
-const DEFAULT_LOST_TIME: u64 = 2_000_000_000;
-
-#[derive(Debug, Clone)]
-struct Settings {
-    zones_text: String,
-    lines_text: String,
-    zones: Vec<Zone>,
-    lines: Vec<Line>,
-    anchor: DetectEventsAnchor,
-    hysteresis: f64,
-    lost_time: u64,
-    post_messages: bool,
-    /// Bumped when zones, lines or how objects are judged change: the event state starts over.
-    version: u64,
-    /// Values refused before the element could post a warning: the start fails naming them.
-    refused: BTreeMap<&'static str, String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            zones_text: String::new(),
-            lines_text: String::new(),
-            zones: Vec::new(),
-            lines: Vec::new(),
-            anchor: DetectEventsAnchor::default(),
-            hysteresis: DEFAULT_HYSTERESIS,
-            lost_time: DEFAULT_LOST_TIME,
-            post_messages: true,
-            version: 0,
-            refused: BTreeMap::new(),
-        }
-    }
-}
-
-impl Settings {
-    fn tracker(&self) -> EventTracker {
-        let anchor = match self.anchor {
-            DetectEventsAnchor::BottomCenter => Anchor::BottomCenter,
-            DetectEventsAnchor::Center => Anchor::Center,
-            DetectEventsAnchor::TopCenter => Anchor::TopCenter,
-        };
-        EventTracker::new(
-            self.zones.clone(),
-            self.lines.clone(),
-            anchor,
-            self.hysteresis,
-            self.lost_time as f64 / 1e9,
-        )
-    }
-}
-
 struct State {
     tracker: EventTracker,
     version: u64,
     info: Option<gst_video::VideoInfo>,
     epoch: Instant,
     last_counts: Option<Counts>,
+    /// MQTT and snapshots, when asked for.
+    outputs: Option<Arc<Outputs>>,
 }
 
 #[derive(Default)]
@@ -103,79 +58,60 @@ impl ObjectSubclass for DetectEvents {
 
 impl ObjectImpl for DetectEvents {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
-            vec![
-                glib::ParamSpecString::builder("zones")
-                    .nick("Zones")
-                    .blurb(
-                        "Named polygons, `name:x,y x,y x,y ...` separated by `;`, in normalised picture \
-                         coordinates (0 to 1, origin top left). Objects entering and leaving each one are \
-                         reported with the time they spent inside, and each zone's live count per class.",
-                    )
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecString::builder("lines")
-                    .nick("Lines")
-                    .blurb(
-                        "Named lines, `name:x1,y1 x2,y2` separated by `;`, normalised. Crossing from the \
-                         line's left to its right, as seen walking from its first point to its second \
-                         (y pointing down), is `in`; the other way `out`. Crossings are counted per line.",
-                    )
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default::<DetectEventsAnchor>(
-                    "anchor",
-                    DetectEventsAnchor::default(),
-                )
-                .nick("Anchor")
-                .blurb("The point of each box that zones and lines judge.")
-                .mutable_playing()
-                .build(),
-                glib::ParamSpecDouble::builder("hysteresis")
-                    .nick("Hysteresis")
-                    .blurb(
-                        "A band this wide (normalised) around zone borders and lines: an object is inside, \
-                         outside or on a side only once its point is that far past, so a box jittering on a \
-                         line is counted once.",
-                    )
-                    .minimum(0.0)
-                    .maximum(0.5)
-                    .default_value(DEFAULT_HYSTERESIS)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt64::builder("lost-time")
-                    .nick("Lost time")
-                    .blurb(
-                        "Nanoseconds of stream time an object may go unseen before it ends (an `end` event, \
-                         and it leaves its zones).",
-                    )
-                    .default_value(DEFAULT_LOST_TIME)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecBoolean::builder("post-messages")
-                    .nick("Post messages")
-                    .blurb(
-                        "Post each event (`detectevents`) and each change of the counts (`detectevents-counts`) \
-                         as an element message. The buffers carry them either way.",
-                    )
-                    .default_value(true)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt64::builder("events")
-                    .nick("Events")
-                    .blurb("Events since the element started.")
-                    .read_only()
-                    .build(),
-            ]
-        });
+        static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(param_specs);
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let text = || value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+        let optional = || {
+            value
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .filter(|s| !s.is_empty())
+        };
         let mut settings = lock(&self.settings);
         let name = pspec.name();
+        // What only the outputs read (taken at the next start).
+        match name {
+            "camera" => settings.camera = optional(),
+            "mqtt-broker" => settings.mqtt_broker = optional(),
+            "mqtt-topic" => {
+                settings.mqtt_topic = optional().unwrap_or_else(|| DEFAULT_MQTT_TOPIC.to_string())
+            }
+            "mqtt-client-id" => settings.mqtt_client_id = optional(),
+            "mqtt-user" => settings.mqtt_user = optional(),
+            "mqtt-password" => settings.mqtt_password = optional(),
+            "mqtt-ca-file" => settings.mqtt_ca_file = optional(),
+            "mqtt-queue" => settings.mqtt_queue = value.get().unwrap_or(DEFAULT_MQTT_QUEUE),
+            "mqtt-detections" => settings.mqtt_detections = value.get().unwrap_or(false),
+            "mqtt-snapshots" => settings.mqtt_snapshots = value.get().unwrap_or(true),
+            "snapshot-dir" => settings.snapshot_dir = optional(),
+            "snapshot-max-files" => {
+                settings.snapshot_max_files = value.get().unwrap_or(DEFAULT_SNAPSHOT_MAX_FILES)
+            }
+            "snapshot-crop" => settings.snapshot_crop = value.get().unwrap_or(true),
+            "snapshot-quality" => settings.snapshot_quality = value.get().unwrap_or(DEFAULT_SNAPSHOT_QUALITY),
+            _ => {}
+        }
+        if name.starts_with("mqtt-") || name.starts_with("snapshot-") || name == "camera" {
+            return;
+        }
         let outcome = match name {
+            "config-file" => match optional() {
+                None => {
+                    settings.config_file = None;
+                    Ok(())
+                }
+                Some(path) => read_config_file(&path).map(|(zones_text, zones, lines_text, lines)| {
+                    settings.config_file = Some(path);
+                    settings.zones_text = zones_text;
+                    settings.zones = zones;
+                    settings.lines_text = lines_text;
+                    settings.lines = lines;
+                }),
+            },
             "zones" => parse_zones(&text()).map(|zones| {
                 settings.zones_text = text();
                 settings.zones = zones;
@@ -205,7 +141,11 @@ impl ObjectImpl for DetectEvents {
                 Ok(())
             }
         };
-        let key = if name == "zones" { "zones" } else { "lines" };
+        let key = match name {
+            "zones" => "zones",
+            "config-file" => "config-file",
+            _ => "lines",
+        };
         match outcome {
             Ok(()) => {
                 settings.refused.remove(key);
@@ -228,8 +168,39 @@ impl ObjectImpl for DetectEvents {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        // The outputs' status lives in the state, taken before the settings (lock order).
+        let outputs = lock(&self.state).as_ref().and_then(|s| s.outputs.clone());
+        match pspec.name() {
+            "mqtt-status" => {
+                return outputs
+                    .map_or_else(|| "off".to_string(), |o| o.status())
+                    .to_value();
+            }
+            "mqtt-sent" => return outputs.map_or(0, |o| o.counters().0).to_value(),
+            "mqtt-dropped" => return outputs.map_or(0, |o| o.counters().1).to_value(),
+            "snapshots-dropped" => {
+                return outputs
+                    .map_or(0, |o| o.snapshots_dropped.load(Ordering::Relaxed))
+                    .to_value();
+            }
+            _ => {}
+        }
         let settings = lock(&self.settings);
         match pspec.name() {
+            "config-file" => settings.config_file.to_value(),
+            "camera" => settings.camera.to_value(),
+            "mqtt-broker" => settings.mqtt_broker.to_value(),
+            "mqtt-topic" => settings.mqtt_topic.to_value(),
+            "mqtt-client-id" => settings.mqtt_client_id.to_value(),
+            "mqtt-user" => settings.mqtt_user.to_value(),
+            "mqtt-ca-file" => settings.mqtt_ca_file.to_value(),
+            "mqtt-queue" => settings.mqtt_queue.to_value(),
+            "mqtt-detections" => settings.mqtt_detections.to_value(),
+            "mqtt-snapshots" => settings.mqtt_snapshots.to_value(),
+            "snapshot-dir" => settings.snapshot_dir.to_value(),
+            "snapshot-max-files" => settings.snapshot_max_files.to_value(),
+            "snapshot-crop" => settings.snapshot_crop.to_value(),
+            "snapshot-quality" => settings.snapshot_quality.to_value(),
             "zones" => settings.zones_text.to_value(),
             "lines" => settings.lines_text.to_value(),
             "anchor" => settings.anchor.to_value(),
@@ -280,6 +251,16 @@ impl BaseTransformImpl for DetectEvents {
                 ["Invalid {}: {}", name, reason]
             ));
         }
+        let output_settings = settings
+            .outputs(&self.obj().name())
+            .map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ["Invalid MQTT broker: {}", why]))?;
+        let outputs = if output_settings.broker.is_some() || output_settings.snapshot_dir.is_some() {
+            let outputs = Outputs::start(output_settings, self.reporter())
+                .map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ["{}", why]))?;
+            Some(Arc::new(outputs))
+        } else {
+            None
+        };
         self.events_posted.store(0, Ordering::Relaxed);
         *lock(&self.state) = Some(State {
             tracker: settings.tracker(),
@@ -287,12 +268,17 @@ impl BaseTransformImpl for DetectEvents {
             info: None,
             epoch: Instant::now(),
             last_counts: None,
+            outputs,
         });
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        lock(&self.state).take();
+        let state = lock(&self.state).take();
+        if let Some(outputs) = state.and_then(|s| s.outputs) {
+            // Bounded: a broker that is away is left behind after a short wait.
+            outputs.stop();
+        }
         Ok(())
     }
 
@@ -316,7 +302,7 @@ impl BaseTransformImpl for DetectEvents {
     }
 
     fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (events, counts, counts_changed, post_messages) = {
+        let (events, counts, counts_changed, post_messages, observations, outputs, previous, info) = {
             // Lock order: state, then settings (set_property never holds settings while it takes
             // state).
             let mut guard = lock(&self.state);
@@ -340,11 +326,29 @@ impl BaseTransformImpl for DetectEvents {
             let events = state.tracker.update(at, &observations);
             let counts = state.tracker.counts();
             let changed = state.last_counts.as_ref() != Some(&counts);
-            if changed {
-                state.last_counts = Some(counts.clone());
-            }
-            (events, counts, changed, post_messages)
+            let previous = if changed {
+                state.last_counts.replace(counts.clone())
+            } else {
+                None
+            };
+            let outputs = state.outputs.clone();
+            // The frame's description only matters to the outputs.
+            let info = outputs.as_ref().and(state.info.clone());
+            (
+                events,
+                counts,
+                changed,
+                post_messages,
+                observations,
+                outputs,
+                previous,
+                info,
+            )
         };
+        if let Some(outputs) = &outputs {
+            let counts = counts_changed.then_some((previous.as_ref(), &counts));
+            outputs.frame(buffer, info.as_ref(), &events, &observations, counts);
+        }
         let pts = buffer.pts();
         let event_structures: Vec<gst::Structure> = events.iter().map(|e| event_structure(e, pts)).collect();
         if let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, META_NAME) {
@@ -379,6 +383,62 @@ impl BaseTransformImpl for DetectEvents {
             }
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl DetectEvents {
+    /// What the outputs' threads report, as messages from the element.
+    fn reporter(&self) -> Arc<dyn Fn(Report) + Send + Sync> {
+        let element = self.obj().downgrade();
+        let snapshot_failure_told = AtomicBool::new(false);
+        Arc::new(move |report| {
+            let Some(element) = element.upgrade() else { return };
+            match report {
+                Report::Broker(url, Status::Connected) => {
+                    gst::element_info!(
+                        element,
+                        gst::ResourceError::OpenWrite,
+                        ("Connected to MQTT broker {}", url)
+                    )
+                }
+                Report::Broker(url, Status::Unreachable(why)) => gst::element_warning!(
+                    element,
+                    gst::ResourceError::OpenWrite,
+                    (
+                        "MQTT broker {} unreachable ({}): events wait in the queue and the connection is retried",
+                        url,
+                        why
+                    )
+                ),
+                Report::Broker(url, Status::Refused(why)) => gst::element_error!(
+                    element,
+                    gst::ResourceError::NotAuthorized,
+                    ("MQTT broker {} refused the connection: {}", url, why)
+                ),
+                Report::Snapshot(made) => {
+                    let mut structure = gst::Structure::builder("detectevents-snapshot")
+                        .field("object-id", made.object_id)
+                        .field("label", made.label.as_str())
+                        .field("event", made.event)
+                        .field("bytes", made.bytes as u64)
+                        .build();
+                    if let Some(location) = &made.location {
+                        structure.set("location", location.to_string_lossy().as_ref());
+                    }
+                    let _ =
+                        element.post_message(gst::message::Element::builder(structure).src(&element).build());
+                }
+                Report::SnapshotFailed(why) => {
+                    if !snapshot_failure_told.swap(true, Ordering::Relaxed) {
+                        gst::element_warning!(
+                            element,
+                            gst::StreamError::Encode,
+                            ("Snapshot failed: {}", why)
+                        );
+                    }
+                }
+            }
+        })
     }
 }
 

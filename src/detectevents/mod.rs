@@ -14,6 +14,8 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod outputs;
+mod settings;
 
 /// The name of the custom meta carrying a buffer's events and counts (`Gst.Buffer.get_custom_meta`).
 pub const META_NAME: &str = "DetectEventsMeta";
