@@ -213,3 +213,53 @@ fn people_crossing_on_a_real_clip() {
         vec![("middle".into(), crossings.0, crossings.1)]
     );
 }
+
+/// A grey frame of a single level with the tracked people of `tracked_frame`.
+fn grey_frame(index: u64, people: &[(i32, f64, f64)]) -> gst::Buffer {
+    let mut buffer = frame(index, people);
+    buffer.get_mut().unwrap().map_writable().unwrap().fill(90);
+    buffer
+}
+
+/// detectoverlay draws the zones and lines detectevents judges, with their live counts: the
+/// pixels along the line change, and the line's tab changes when somebody crosses.
+#[test]
+fn detectoverlay_draws_zones_lines_and_counts() {
+    init();
+    let run = |show_events: bool, people: &[(i32, f64, f64)], frames: u64| {
+        let mut h = gst_check::Harness::new_parse(&format!(
+            "detectevents lines=\"gate:0.1,0.5 0.9,0.5\" zones=\"left:0.05,0.05 0.3,0.05 0.3,0.3 0.05,0.3\" ! \
+             detectoverlay show-events={show_events} show-label=false show-confidence=false show-id=false"
+        ));
+        h.set_src_caps(caps());
+        let mut last = None;
+        for k in 0..frames {
+            // People walk down across the line, as in the crossing test.
+            let moved: Vec<_> = people
+                .iter()
+                .map(|&(id, x, y)| (id, x, y + 0.02 * k as f64))
+                .collect();
+            last = Some(h.push_and_pull(grey_frame(k, &moved)).unwrap());
+        }
+        last.unwrap()
+    };
+    let plain = grey_frame(0, &[]);
+    let empty_scene = run(true, &[], 1);
+    let changed = changed_pixels(&plain, &empty_scene, &caps());
+    // The line at y = 120 from x = 32 to 288, drawn twice as thick as boxes (2 px): 4 px.
+    for x in [40, 100, 200, 280] {
+        assert!(changed.contains(&(x, 120)), "line pixel ({x}, 120) not drawn");
+    }
+    // The zone's right edge at x = 96, from y = 12 to 72.
+    assert!(changed.contains(&(96, 50)), "zone edge not drawn");
+    assert!(!changed.contains(&(160, 200)), "drew far from every shape");
+    assert!(changed_pixels(&plain, &run(false, &[], 1), &caps()).is_empty());
+    // After one person crossed, the line's tab (right of its middle) reads differently.
+    // (The person walks at x = 0.85, right of the tab: boxes from x = 256.)
+    let crossed = run(true, &[(1, 0.85, 0.3)], 20);
+    let tab_changes = changed_pixels(&empty_scene, &crossed, &caps())
+        .into_iter()
+        .filter(|&(x, y)| (160..250).contains(&x) && (123..140).contains(&y))
+        .count();
+    assert!(tab_changes > 0, "the count's text did not change");
+}

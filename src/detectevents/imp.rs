@@ -40,6 +40,8 @@ struct State {
     last_counts: Option<Counts>,
     /// MQTT and snapshots, when asked for.
     outputs: Option<Arc<Outputs>>,
+    /// Zones and lines as written, carried on the meta so detectoverlay can draw them.
+    shapes: (String, String),
 }
 
 #[derive(Default)]
@@ -269,6 +271,7 @@ impl BaseTransformImpl for DetectEvents {
             epoch: Instant::now(),
             last_counts: None,
             outputs,
+            shapes: (settings.zones_text.clone(), settings.lines_text.clone()),
         });
         Ok(())
     }
@@ -302,7 +305,17 @@ impl BaseTransformImpl for DetectEvents {
     }
 
     fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (events, counts, counts_changed, post_messages, observations, outputs, previous, info) = {
+        let Judged {
+            events,
+            counts,
+            counts_changed,
+            post_messages,
+            observations,
+            outputs,
+            previous,
+            info,
+            shapes,
+        } = {
             // Lock order: state, then settings (set_property never holds settings while it takes
             // state).
             let mut guard = lock(&self.state);
@@ -315,6 +328,7 @@ impl BaseTransformImpl for DetectEvents {
                     state.tracker = settings.tracker();
                     state.version = settings.version;
                     state.last_counts = None;
+                    state.shapes = (settings.zones_text.clone(), settings.lines_text.clone());
                 }
                 settings.post_messages
             };
@@ -334,16 +348,17 @@ impl BaseTransformImpl for DetectEvents {
             let outputs = state.outputs.clone();
             // The frame's description only matters to the outputs.
             let info = outputs.as_ref().and(state.info.clone());
-            (
+            Judged {
                 events,
                 counts,
-                changed,
+                counts_changed: changed,
                 post_messages,
                 observations,
                 outputs,
                 previous,
                 info,
-            )
+                shapes: state.shapes.clone(),
+            }
         };
         if let Some(outputs) = &outputs {
             let counts = counts_changed.then_some((previous.as_ref(), &counts));
@@ -360,6 +375,8 @@ impl BaseTransformImpl for DetectEvents {
             let (zones, lines) = count_lists(&counts);
             structure.set("zones", zones);
             structure.set("lines", lines);
+            structure.set("zone-shapes", shapes.0.as_str());
+            structure.set("line-shapes", shapes.1.as_str());
         }
         self.events_posted
             .fetch_add(event_structures.len() as u64, Ordering::Relaxed);
@@ -384,6 +401,20 @@ impl BaseTransformImpl for DetectEvents {
         }
         Ok(gst::FlowSuccess::Ok)
     }
+}
+
+/// What one buffer's objects came to, taken out of the state lock.
+struct Judged {
+    events: Vec<Event>,
+    counts: Counts,
+    counts_changed: bool,
+    post_messages: bool,
+    observations: Vec<Observation>,
+    outputs: Option<Arc<Outputs>>,
+    /// The counts before this buffer, when they changed.
+    previous: Option<Counts>,
+    info: Option<gst_video::VideoInfo>,
+    shapes: (String, String),
 }
 
 impl DetectEvents {

@@ -8,6 +8,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
+use super::scene::{ShapeCache, draw_scene, read_scene};
 use crate::draw::{Annotation, Rect, TextRenderer, class_color, draw_annotations};
 use crate::lock;
 
@@ -25,6 +26,7 @@ const DEFAULT_SHOW_LABEL: bool = true;
 const DEFAULT_SHOW_CONFIDENCE: bool = true;
 const DEFAULT_SHOW_ID: bool = true;
 const DEFAULT_STALE_AGE: u64 = 500_000_000;
+const DEFAULT_SHOW_EVENTS: bool = true;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -34,6 +36,7 @@ struct Settings {
     show_confidence: bool,
     show_id: bool,
     stale_age: u64,
+    show_events: bool,
 }
 
 impl Default for Settings {
@@ -45,6 +48,7 @@ impl Default for Settings {
             show_confidence: DEFAULT_SHOW_CONFIDENCE,
             show_id: DEFAULT_SHOW_ID,
             stale_age: DEFAULT_STALE_AGE,
+            show_events: DEFAULT_SHOW_EVENTS,
         }
     }
 }
@@ -52,6 +56,7 @@ impl Default for Settings {
 struct State {
     info: Option<gst_video::VideoInfo>,
     text: TextRenderer,
+    shapes: ShapeCache,
 }
 
 #[derive(Default)]
@@ -142,6 +147,15 @@ impl ObjectImpl for DetectOverlay {
                     .default_value(DEFAULT_STALE_AGE)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("show-events")
+                    .nick("Show events")
+                    .blurb(
+                        "Draw the zones and lines a detectevents element upstream judges, with their live \
+                         counts (from its DetectEventsMeta).",
+                    )
+                    .default_value(DEFAULT_SHOW_EVENTS)
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -156,6 +170,7 @@ impl ObjectImpl for DetectOverlay {
             "show-confidence" => settings.show_confidence = value.get().unwrap_or(DEFAULT_SHOW_CONFIDENCE),
             "show-id" => settings.show_id = value.get().unwrap_or(DEFAULT_SHOW_ID),
             "stale-age" => settings.stale_age = value.get().unwrap_or(DEFAULT_STALE_AGE),
+            "show-events" => settings.show_events = value.get().unwrap_or(DEFAULT_SHOW_EVENTS),
             other => gst::warning!(CAT, imp = self, "Unknown property {other}"),
         }
     }
@@ -169,6 +184,7 @@ impl ObjectImpl for DetectOverlay {
             "show-confidence" => settings.show_confidence.to_value(),
             "show-id" => settings.show_id.to_value(),
             "stale-age" => settings.stale_age.to_value(),
+            "show-events" => settings.show_events.to_value(),
             _ => pspec.default_value().clone(),
         }
     }
@@ -183,7 +199,8 @@ impl ElementImpl for DetectOverlay {
                 "Detection overlay",
                 "Filter/Effect/Video",
                 "Draws every GstVideoRegionOfInterestMeta on the video in place: a box in the \
-                 class's colour, the label, confidence and tracking id",
+                 class's colour, the label, confidence and tracking id; and the zones, lines and \
+                 live counts of a detectevents element upstream",
                 "asyncdetect developers",
             )
         });
@@ -205,6 +222,7 @@ impl BaseTransformImpl for DetectOverlay {
         *lock(&self.state) = Some(State {
             info: None,
             text: TextRenderer::new(),
+            shapes: ShapeCache::default(),
         });
         Ok(())
     }
@@ -226,14 +244,19 @@ impl BaseTransformImpl for DetectOverlay {
     fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = lock(&self.settings).clone();
         let annotations = annotations(buffer, &settings);
-        // Frames without detections go through untouched: their pixels are never mapped.
-        if annotations.is_empty() {
-            return Ok(gst::FlowSuccess::Ok);
-        }
         let mut guard = lock(&self.state);
         let Some(state) = guard.as_mut() else {
             return Err(gst::FlowError::Flushing);
         };
+        let scene = if settings.show_events {
+            read_scene(buffer, &mut state.shapes).filter(|scene| !scene.is_empty())
+        } else {
+            None
+        };
+        // Frames with nothing to draw go through untouched: their pixels are never mapped.
+        if annotations.is_empty() && scene.is_none() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let Some(info) = state.info.clone() else {
             return Err(gst::FlowError::NotNegotiated);
         };
@@ -254,6 +277,9 @@ impl BaseTransformImpl for DetectOverlay {
             gst::FlowError::Error
         })?;
         let mut canvas = crate::pads::canvas(&mut frame);
+        if let Some(scene) = &scene {
+            draw_scene(&mut canvas, &mut state.text, scene, line_width, font_size);
+        }
         draw_annotations(&mut canvas, &mut state.text, &annotations, line_width, font_size);
         gst::log!(CAT, imp = self, "Drew {} objects", annotations.len());
         Ok(gst::FlowSuccess::Ok)

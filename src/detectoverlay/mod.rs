@@ -13,6 +13,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod scene;
 
 glib::wrapper! {
     pub struct DetectOverlay(ObjectSubclass<imp::DetectOverlay>) @extends gst_base::BaseTransform, gst::Element, gst::Object;

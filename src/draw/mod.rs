@@ -362,6 +362,54 @@ impl Canvas<'_> {
         self.planes[component.plane].get(index).copied().unwrap_or(0)
     }
 
+    /// Draws a straight line from `a` to `b` (pixels), `width` pixels thick: a square of that size
+    /// stamped at every pixel step along it.
+    pub fn line(&mut self, a: (f64, f64), b: (f64, f64), width: u32, color: Rgb) {
+        let steps = (b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil().max(1.0) as usize;
+        let half = (width.max(1) / 2) as i64;
+        let size = width.max(1) as i64;
+        for step in 0..=steps {
+            let t = step as f64 / steps as f64;
+            let (x, y) = (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
+            self.fill_rect(
+                Rect {
+                    x: x.round() as i64 - half,
+                    y: y.round() as i64 - half,
+                    w: size,
+                    h: size,
+                },
+                color,
+            );
+        }
+    }
+
+    /// A text in a filled tab of `color` whose top-left corner is at (`x`, `y`), kept inside the
+    /// frame; the text in black or white, whichever contrasts.
+    pub fn tab(
+        &mut self,
+        text: &mut TextRenderer,
+        (x, y): (i64, i64),
+        label: &str,
+        font_size: u32,
+        color: Rgb,
+    ) {
+        let mask = text.render(label, font_size);
+        let padding = (font_size / 6).max(1);
+        let (tab_w, tab_h) = (mask.width + 2 * padding, mask.height + 2 * padding);
+        let x = x.clamp(0, (self.width as i64 - tab_w as i64).max(0));
+        let y = y.clamp(0, (self.height as i64 - tab_h as i64).max(0));
+        self.fill_rect(
+            Rect {
+                x,
+                y,
+                w: tab_w as i64,
+                h: tab_h as i64,
+            },
+            color,
+        );
+        self.blend_mask(x + padding as i64, y + padding as i64, mask, color.contrasting());
+    }
+
     /// Blends `color` through a coverage mask whose top-left corner goes at (`x`, `y`).
     /// Subsampled components take the mean coverage of the pixels they stand for.
     pub fn blend_mask(&mut self, x: i64, y: i64, mask: &Mask, color: Rgb) {
@@ -443,20 +491,10 @@ pub fn draw_annotations(
         if a.label.is_empty() {
             continue;
         }
-        let mask = text.render(&a.label, font_size);
+        let (text_w, text_h) = text.size(&a.label, font_size);
         let padding = (font_size / 6).max(1);
-        let (tab_w, tab_h) = (mask.width + 2 * padding, mask.height + 2 * padding);
-        let (x, y) = label_position(a.rect, tab_w, tab_h, canvas.width);
-        canvas.fill_rect(
-            Rect {
-                x,
-                y,
-                w: tab_w as i64,
-                h: tab_h as i64,
-            },
-            color,
-        );
-        canvas.blend_mask(x + padding as i64, y + padding as i64, mask, color.contrasting());
+        let position = label_position(a.rect, text_w + 2 * padding, text_h + 2 * padding, canvas.width);
+        canvas.tab(text, position, &a.label, font_size, color);
     }
 }
 

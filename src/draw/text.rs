@@ -36,6 +36,12 @@ impl TextRenderer {
         }
     }
 
+    /// The width and height of `text`'s mask.
+    pub fn size(&mut self, text: &str, size: u32) -> (u32, u32) {
+        let mask = self.render(text, size);
+        (mask.width, mask.height)
+    }
+
     /// The mask of `text` with glyphs `size` pixels high.
     pub fn render(&mut self, text: &str, size: u32) -> &Mask {
         if self.cache.len() >= CACHE_LIMIT {
