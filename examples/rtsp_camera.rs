@@ -11,7 +11,9 @@
 //! Extra `property=value` arguments are set on every `asyncdetect`. A config file (TOML) lists
 //! cameras with a name, URL, region of interest, rates and any other `asyncdetect` property; its
 //! `[detector]` table applies to every camera (see `examples/cameras.toml`). All cameras share one
-//! model session in this process, with fair turns between them.
+//! model session in this process, with fair turns between them. A camera with `zones` or `lines`,
+//! or any camera when the `[events]` table names an MQTT broker, gets a `detectevents` after its
+//! detector: its events are printed, and published when a broker is set.
 
 mod shared;
 
@@ -71,6 +73,8 @@ struct Camera {
     url: String,
     /// `property=value` settings for this camera's `asyncdetect`, after the common ones.
     properties: Vec<String>,
+    /// `property=value` settings for this camera's `detectevents`, when it has one.
+    events: Option<Vec<String>>,
 }
 
 /// The config file: common detector settings and the cameras.
@@ -79,6 +83,9 @@ struct Camera {
 struct ConfigFile {
     #[serde(default)]
     detector: toml::Table,
+    /// `detectevents` properties for every camera with events (an MQTT broker, its topic...).
+    #[serde(default)]
+    events: toml::Table,
     #[serde(rename = "camera", default)]
     cameras: Vec<CameraConfig>,
 }
@@ -95,6 +102,12 @@ struct CameraConfig {
     /// Any other `asyncdetect` property for this camera.
     #[serde(default)]
     detector: toml::Table,
+    /// Named zones and lines, written as `detectevents` takes them.
+    zones: Option<String>,
+    lines: Option<String>,
+    /// Any other `detectevents` property for this camera.
+    #[serde(default)]
+    events: toml::Table,
 }
 
 /// A TOML value as the text GStreamer parses for a property.
@@ -126,6 +139,7 @@ fn read_config(path: &str) -> Result<(Vec<Camera>, Vec<String>), String> {
         return Err(format!("{path} lists no [[camera]]"));
     }
     let common = table_properties(&config.detector)?;
+    let common_events = table_properties(&config.events)?;
     let cameras = config
         .cameras
         .into_iter()
@@ -143,12 +157,27 @@ fn read_config(path: &str) -> Result<(Vec<Camera>, Vec<String>), String> {
             if let Some(gating) = camera.motion_gating {
                 properties.push(format!("motion-gating={gating}"));
             }
-            properties.extend(table_properties(&camera.detector)?);
             check_camera_name(&camera.name)?;
+            let mut events = vec![format!("camera={}", camera.name)];
+            events.extend(common_events.iter().cloned());
+            if let Some(zones) = &camera.zones {
+                events.push(format!("zones={zones}"));
+            }
+            if let Some(lines) = &camera.lines {
+                events.push(format!("lines={lines}"));
+            }
+            events.extend(table_properties(&camera.events)?);
+            let has_events = events.len() > 1;
+            if has_events {
+                // Events need tracked objects; the camera's own settings below may choose the mode.
+                properties.insert(0, "tracking=iou".to_string());
+            }
+            properties.extend(table_properties(&camera.detector)?);
             Ok(Camera {
                 name: camera.name,
                 url: camera.url,
                 properties,
+                events: has_events.then_some(events),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -189,6 +218,7 @@ fn parse_args() -> Result<Options, String> {
                 name,
                 url: arg[at..].to_string(),
                 properties: Vec::new(),
+                events: None,
             });
         } else if arg.contains('=') {
             options.properties.push(arg);
@@ -259,7 +289,17 @@ fn main() {
         let checked = gst::ElementFactory::make("asyncdetect")
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|detect| apply_properties(&detect, properties));
+            .and_then(|detect| apply_properties(&detect, properties))
+            .and_then(|()| match &camera.events {
+                None => Ok(()),
+                Some(events) => gst::ElementFactory::make("detectevents")
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|element| {
+                        apply_properties(&element, events)?;
+                        starts(&element)
+                    }),
+            });
         if let Err(e) = checked {
             eprintln!(
                 "rtsp_camera: camera {}: {}",
@@ -276,7 +316,8 @@ fn main() {
         .map(|(camera, properties)| {
             let (name, url) = (camera.name.clone(), camera.url.clone());
             let record = options.record.clone();
-            std::thread::spawn(move || watch(&name, &url, record.as_deref(), &properties))
+            let events = camera.events.clone();
+            std::thread::spawn(move || watch(&name, &url, record.as_deref(), &properties, events.as_deref()))
         })
         .collect();
     for worker in workers {
@@ -293,6 +334,7 @@ fn pipeline_for(
     url: &str,
     recording: Option<&std::path::Path>,
     properties: &[String],
+    events: Option<&[String]>,
 ) -> Result<(gst::Pipeline, Arc<AtomicU64>), String> {
     let pipeline = gst::parse::launch(
         "rtspsrc name=source latency=200 protocols=tcp ! decodebin ! videoconvert ! asyncdetect name=detect",
@@ -312,7 +354,13 @@ fn pipeline_for(
             .map_err(|_| format!("GStreamer has no {factory} element"))
     };
     let recorded_frames = Arc::new(AtomicU64::new(0));
-    let tail = match recording {
+    let mut tail = Vec::new();
+    if let Some(events) = events {
+        let element = make("detectevents")?;
+        apply_properties(&element, events)?;
+        tail.push(element);
+    }
+    tail.extend(match recording {
         None => {
             let sink = make("fakesink")?;
             sink.set_property("sync", false);
@@ -339,16 +387,19 @@ fn pipeline_for(
                 sink,
             ]
         }
-    };
+    });
     pipeline.add_many(&tail).map_err(|e| e.to_string())?;
     gst::Element::link_many(std::iter::once(&detect).chain(&tail)).map_err(|e| e.to_string())?;
     Ok((pipeline, recorded_frames))
 }
 
-/// Sets `property=value` settings on an `asyncdetect`, through each property's own parser: an
-/// unknown property or a value GLib cannot parse is an error, not a crash (GLib itself refuses a
-/// value out of the property's range, with a warning naming it).
+/// Sets `property=value` settings on an element, through each property's own parser: an unknown
+/// property or a value GLib cannot parse is an error, not a crash (GLib itself refuses a value
+/// out of the property's range, with a warning naming it).
 fn apply_properties(detect: &gst::Element, properties: &[String]) -> Result<(), String> {
+    let factory = detect
+        .factory()
+        .map_or_else(|| "element".to_string(), |f| f.name().to_string());
     for setting in properties {
         let (name, value) = setting
             .split_once('=')
@@ -356,17 +407,36 @@ fn apply_properties(detect: &gst::Element, properties: &[String]) -> Result<(), 
         let (name, value) = (name.trim(), value.trim().trim_matches('"'));
         let pspec = detect
             .find_property(name)
-            .ok_or_else(|| format!("asyncdetect has no property `{name}`"))?;
+            .ok_or_else(|| format!("{factory} has no property `{name}`"))?;
         let parsed = if pspec.value_type() == glib::Type::STRING {
             Some(value.to_value())
         } else {
             glib::Value::deserialize_with_pspec(value, &pspec).ok()
         };
         let parsed =
-            parsed.ok_or_else(|| format!("invalid value `{value}` for asyncdetect property `{name}`"))?;
+            parsed.ok_or_else(|| format!("invalid value `{value}` for {factory} property `{name}`"))?;
         detect.set_property_from_value(name, &parsed);
     }
     Ok(())
+}
+
+/// Whether an element starts with its settings (some, like malformed zones, are refused only
+/// then), with the reason when it does not.
+fn starts(element: &gst::Element) -> Result<(), String> {
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let started = element.set_state(gst::State::Paused);
+    let _ = element.set_state(gst::State::Null);
+    match started {
+        Ok(_) => Ok(()),
+        Err(_) => Err(bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .and_then(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(e.error().to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "it cannot start".to_string())),
+    }
 }
 
 enum Ended {
@@ -375,7 +445,13 @@ enum Ended {
 }
 
 /// Runs one camera until Ctrl-C, reconnecting whenever it is lost.
-fn watch(name: &str, url: &str, record: Option<&std::path::Path>, properties: &[String]) {
+fn watch(
+    name: &str,
+    url: &str,
+    record: Option<&std::path::Path>,
+    properties: &[String],
+    events: Option<&[String]>,
+) {
     let mut backoff = Duration::from_secs(1);
     let mut recordings = 0;
     while !STOP.load(Ordering::SeqCst) {
@@ -384,7 +460,7 @@ fn watch(name: &str, url: &str, record: Option<&std::path::Path>, properties: &[
             recordings += 1;
             dir.join(format!("{name}-{recordings}.mkv"))
         });
-        let ended = match pipeline_for(url, recording.as_deref(), properties) {
+        let ended = match pipeline_for(url, recording.as_deref(), properties, events) {
             Ok((pipeline, recorded_frames)) => {
                 let ended = run(name, &pipeline, &mut backoff);
                 let _ = pipeline.set_state(gst::State::Null);
@@ -453,6 +529,10 @@ fn run(name: &str, pipeline: &gst::Pipeline, backoff: &mut Duration) -> Ended {
         };
         match message.view() {
             gst::MessageView::Element(m) => {
+                if let Some(event) = m.structure().and_then(event_line) {
+                    println!("[{name}] {event}");
+                    continue;
+                }
                 let Some((timestamp, found)) = m.structure().and_then(shared::result_of) else {
                     continue;
                 };
@@ -471,4 +551,25 @@ fn run(name: &str, pipeline: &gst::Pipeline, backoff: &mut Duration) -> Ended {
             _ => (),
         }
     }
+}
+
+/// A `detectevents` message as a line: `person #3 entered driveway`, `car #7 crossed gate (in)`.
+fn event_line(s: &gst::StructureRef) -> Option<String> {
+    if s.name() != "detectevents" {
+        return None;
+    }
+    let text = |field: &str| s.get::<String>(field).unwrap_or_default();
+    let who = format!("{} #{}", text("label"), s.get::<u32>("object-id").ok()?);
+    Some(match text("event").as_str() {
+        "start" => format!("{who} appeared"),
+        "end" => format!("{who} gone"),
+        "enter" => format!("{who} entered {}", text("zone")),
+        "leave" => format!(
+            "{who} left {} after {:.1} s",
+            text("zone"),
+            s.get::<u64>("dwell").unwrap_or(0) as f64 / 1e9
+        ),
+        "cross" => format!("{who} crossed {} ({})", text("line"), text("direction")),
+        other => format!("{who} {other}"),
+    })
 }

@@ -165,7 +165,8 @@ fn cameras_from_a_config_file() {
         &config,
         format!(
             "[detector]\nthreshold = 0.4\npost-messages = true\n\n\
-             [[camera]]\nname = \"whole\"\nurl = \"rtsp://127.0.0.1:{port}/camera\"\nmax-fps = 10.0\n\n\
+             [[camera]]\nname = \"whole\"\nurl = \"rtsp://127.0.0.1:{port}/camera\"\nmax-fps = 10.0\n\
+             zones = \"left:0,0 0.5,0 0.5,1 0,1\"\nlines = \"middle:0.5,0 0.5,1\"\n\n\
              [[camera]]\nname = \"left\"\nurl = \"rtsp://127.0.0.1:{port}/camera\"\n\
              roi = \"0,0,0.5,1\"\ninterval = 2\nmotion-gating = true\ndetector = {{ threshold = 0.3 }}\n"
         ),
@@ -187,8 +188,10 @@ fn cameras_from_a_config_file() {
     };
     let mut left_lines = 0;
     let mut whole_seen = false;
+    // The camera with zones and lines reports its events, the other none.
+    let mut whole_events = 0;
     let deadline = Instant::now() + Duration::from_secs(180);
-    while (left_lines < 3 || !whole_seen) && Instant::now() < deadline {
+    while (left_lines < 3 || !whole_seen || whole_events == 0) && Instant::now() < deadline {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
             continue;
         };
@@ -200,6 +203,9 @@ fn cameras_from_a_config_file() {
             left_lines += 1;
         }
         whole_seen |= line.starts_with("[whole]") && line.contains('%');
+        let event = line.contains(" entered left") || line.contains(" crossed middle (");
+        assert!(!(event && line.starts_with("[left]")), "{line}");
+        whole_events += usize::from(event && line.starts_with("[whole]"));
     }
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(camera.id() as libc::pid_t, libc::SIGINT) };
@@ -208,8 +214,8 @@ fn cameras_from_a_config_file() {
     server.kill().unwrap();
     server.wait().unwrap();
     assert!(
-        whole_seen && left_lines >= 3,
-        "whole {whole_seen}, left {left_lines}"
+        whole_seen && left_lines >= 3 && whole_events > 0,
+        "whole {whole_seen}, left {left_lines}, events {whole_events}"
     );
     assert!(status.success(), "{status}");
 
@@ -221,6 +227,8 @@ fn cameras_from_a_config_file() {
         (format!("{camera}zoom = 3\n"), "zoom"),
         (format!("[detector]\nsharpness = 3\n{camera}"), "sharpness"),
         (format!("[detector]\nthreshold = \"high\"\n{camera}"), "threshold"),
+        (format!("[events]\nflavour = 1\n{camera}"), "flavour"),
+        (format!("{camera}zones = \"door:0,0 1,1\"\n"), "at least 3 points"),
     ] {
         std::fs::write(&bad, config).unwrap();
         let output = Command::new(example("rtsp_camera"))

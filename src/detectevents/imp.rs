@@ -250,15 +250,15 @@ impl BaseTransformImpl for DetectEvents {
         if let Some((name, reason)) = settings.refused.iter().next() {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
-                ["Invalid {}: {}", name, reason]
+                ("Invalid {}: {}", name, reason)
             ));
         }
         let output_settings = settings
             .outputs(&self.obj().name())
-            .map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ["Invalid MQTT broker: {}", why]))?;
+            .map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ("Invalid MQTT broker: {}", why)))?;
         let outputs = if output_settings.broker.is_some() || output_settings.snapshot_dir.is_some() {
             let outputs = Outputs::start(output_settings, self.reporter())
-                .map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ["{}", why]))?;
+                .map_err(|why| gst::error_msg!(gst::LibraryError::Settings, ("{}", why)))?;
             Some(Arc::new(outputs))
         } else {
             None
