@@ -32,6 +32,7 @@ mod pads;
 pub mod preprocess;
 pub mod priority;
 pub mod publish;
+pub mod slot;
 pub mod snapshot;
 pub mod track;
 pub mod visual;

@@ -9,7 +9,8 @@
 //! 5. what `detectoverlay` costs per 1080p frame;
 //! 6. to 12. pass-through throughput, live smoothness, freshness, the blocking Python recipe,
 //!    memory over ten minutes, tracking, and many cameras (see BENCHMARKS.md);
-//! 13. how long a flushing seek and a stop take while an inference is under way.
+//! 13. how long a flushing seek and a stop take while an inference is under way;
+//! 14. events of 8 live cameras published to a loopback MQTT broker, up and then gone.
 //!
 //! Tables that compare rates (2 and 6) let their measurements take turns of a second or half a
 //! second, cycle after cycle, pausing each pipeline between its turns: this shared machine's speed
@@ -18,7 +19,7 @@
 //!
 //! ```text
 //! cargo bench --bench asyncdetect                # full run, prints markdown tables
-//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras, interrupt
+//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras, interrupt, events
 //! ```
 //!
 //! `cargo test --all-targets` runs a shortened variant (a few frames each) to keep it working; it
@@ -28,6 +29,7 @@ mod cadence;
 mod cameras;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod events;
 mod interrupt;
 mod live;
 mod memory;
@@ -87,7 +89,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let tables: [(&str, Table); 12] = [
+    let tables: [(&str, Table); 13] = [
         ("streaming", streaming::table_streaming),
         ("rate", rate::table_inference_rate),
         ("preprocess", preprocess::table_preprocessing),
@@ -100,6 +102,7 @@ fn main() {
         ("tracking", tracking::table_tracking),
         ("cameras", cameras::table_cameras),
         ("interrupt", interrupt::table_interrupt),
+        ("events", events::table_events),
     ];
     for (name, table) in tables {
         if chosen.is_empty() || chosen.iter().any(|c| c == name) {

@@ -181,9 +181,7 @@ impl ObjectImpl for DetectEvents {
             "mqtt-sent" => return outputs.map_or(0, |o| o.counters().0).to_value(),
             "mqtt-dropped" => return outputs.map_or(0, |o| o.counters().1).to_value(),
             "snapshots-dropped" => {
-                return outputs
-                    .map_or(0, |o| o.snapshots_dropped.load(Ordering::Relaxed))
-                    .to_value();
+                return outputs.map_or(0, |o| o.snapshots_dropped()).to_value();
             }
             _ => {}
         }

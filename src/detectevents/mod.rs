@@ -16,6 +16,7 @@ use gst::prelude::*;
 mod imp;
 mod outputs;
 mod settings;
+mod snapshots;
 
 /// The name of the custom meta carrying a buffer's events and counts (`Gst.Buffer.get_custom_meta`).
 pub const META_NAME: &str = "DetectEventsMeta";
