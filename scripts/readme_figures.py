@@ -47,6 +47,8 @@ FIGURES = {
     "cameras-fps": ("12", "shared instance, default settings", "delivered fps per stream (min / mean)", "{} fps"),
     "cameras-shared-memory": ("12", "shared instance, default settings", "resident MiB", "{} MiB"),
     "cameras-separate-memory": ("12", "a session per camera", "resident MiB", "{} MiB"),
+    "mqtt-latency": ("14", "broker up", "publish latency p50 / p99 (ms)", "{} ms"),
+    "mqtt-outage-events": ("14", "broker down", "events published", "{}"),
 }
 
 NUMBER = re.compile(r"\d+(?:\.\d+)?")

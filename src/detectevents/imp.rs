@@ -370,7 +370,8 @@ impl BaseTransformImpl for DetectEvents {
                 "events",
                 gst::List::new(event_structures.iter().map(|s| s.to_send_value())),
             );
-            let (zones, lines) = count_lists(&counts);
+            let (objects, zones, lines) = count_lists(&counts);
+            structure.set("objects", objects);
             structure.set("zones", zones);
             structure.set("lines", lines);
             structure.set("zone-shapes", shapes.0.as_str());
@@ -385,8 +386,9 @@ impl BaseTransformImpl for DetectEvents {
                     element.post_message(gst::message::Element::builder(structure).src(&*element).build());
             }
             if counts_changed {
-                let (zones, lines) = count_lists(&counts);
+                let (objects, zones, lines) = count_lists(&counts);
                 let mut structure = gst::Structure::builder("detectevents-counts")
+                    .field("objects", objects)
                     .field("zones", zones)
                     .field("lines", lines)
                     .build();
@@ -558,9 +560,16 @@ fn event_structure(event: &Event, pts: Option<gst::ClockTime>) -> gst::Structure
     structure
 }
 
-/// The counts as lists of structures: per zone and label `{zone, label, count}`, per line
-/// `{line, in, out}`.
-fn count_lists(counts: &Counts) -> (gst::List, gst::List) {
+/// The counts as lists of structures: objects alive per label `{label, count}`, per zone and
+/// label `{zone, label, count}`, per line `{line, in, out}`.
+fn count_lists(counts: &Counts) -> (gst::List, gst::List, gst::List) {
+    let objects = counts.objects.iter().map(|(label, count)| {
+        gst::Structure::builder("object-count")
+            .field("label", label.as_str())
+            .field("count", *count)
+            .build()
+            .to_send_value()
+    });
     let zones = counts.zones.iter().flat_map(|(zone, labels)| {
         labels.iter().map(move |(label, count)| {
             gst::Structure::builder("zone-count")
@@ -579,5 +588,9 @@ fn count_lists(counts: &Counts) -> (gst::List, gst::List) {
             .build()
             .to_send_value()
     });
-    (gst::List::new(zones), gst::List::new(lines))
+    (
+        gst::List::new(objects),
+        gst::List::new(zones),
+        gst::List::new(lines),
+    )
 }
