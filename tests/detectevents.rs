@@ -3,21 +3,9 @@
 
 mod common;
 
-use common::tracked::{tracked_caps as caps, tracked_frame as frame};
+use common::tracked::{events_harness, tracked_caps as caps, tracked_frame as frame};
 use common::*;
 use gst::prelude::*;
-
-fn events_element(properties: &[(&str, gst::glib::Value)]) -> (gst_check::Harness, gst::Bus, gst::Element) {
-    let element = gst::ElementFactory::make("detectevents").build().unwrap();
-    for (name, value) in properties {
-        element.set_property_from_value(name, value);
-    }
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_src_caps(caps());
-    (h, bus, element)
-}
 
 /// Every `detectevents` message on `bus`: (event, object id, zone or line, direction).
 fn posted(bus: &gst::Bus) -> Vec<(String, u32, String, String)> {
@@ -65,7 +53,7 @@ fn line_counts(buffer: &gst::BufferRef) -> Vec<(String, u64, u64)> {
 #[test]
 fn crossings_are_counted_once_with_their_direction() {
     init();
-    let (mut h, bus, _) = events_element(&[("lines", "gate:0.1,0.5 0.9,0.5".to_value())]);
+    let (mut h, bus, _) = events_harness(&[("lines", "gate:0.1,0.5 0.9,0.5".to_value())]);
     let jitter = [0.49, 0.51, 0.495, 0.505, 0.515, 0.485, 0.5];
     let mut last = None;
     for k in 0..20u64 {
@@ -98,7 +86,7 @@ fn crossings_are_counted_once_with_their_direction() {
 #[test]
 fn zones_report_enter_leave_and_counts() {
     init();
-    let (mut h, bus, element) = events_element(&[
+    let (mut h, bus, element) = events_harness(&[
         ("zones", "yard:0.0,0.6 1.0,0.6 1.0,1.0 0.0,1.0".to_value()),
         ("lost-time", 500_000_000u64.to_value()),
     ]);
@@ -154,7 +142,7 @@ fn malformed_zones_are_explained() {
     );
     pipeline.set_state(gst::State::Null).unwrap();
 
-    let (mut h, bus, element) = events_element(&[("zones", "yard:0,0 1,0 1,1".to_value())]);
+    let (mut h, bus, element) = events_harness(&[("zones", "yard:0,0 1,0 1,1".to_value())]);
     h.push(frame(0, &[])).unwrap();
     element.set_property("zones", "yard:0,0");
     assert_eq!(element.property::<String>("zones"), "yard:0,0 1,0 1,1");

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::tracked::{tracked_caps, tracked_frame};
+use common::tracked::{events_harness, tracked_frame};
 use common::*;
 use gst::prelude::*;
 
@@ -28,14 +28,6 @@ fn mosquitto_binary() -> &'static str {
     } else {
         "mosquitto"
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Broker {
@@ -180,18 +172,6 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         let _ = self.client.disconnect();
     }
-}
-
-fn events_harness(properties: &[(&str, gst::glib::Value)]) -> (gst_check::Harness, gst::Bus, gst::Element) {
-    let element = gst::ElementFactory::make("detectevents").build().unwrap();
-    for (name, value) in properties {
-        element.set_property_from_value(name, value);
-    }
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_src_caps(tracked_caps());
-    (h, bus, element)
 }
 
 /// Frame `k` of a scene where person 1 walks down across the gate line (crossing at k = 10) and

@@ -13,14 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn clip() -> PathBuf {
     demo_clip()
 }

@@ -350,10 +350,7 @@ pub fn table_events(config: &Config) {
     println!(
         "\n## 14. Events of {CAMERAS} live 1280x720 {FPS} fps cameras into one loopback MQTT broker ({up} s a row; the broker then gone for {down} s)\n"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18831);
+    let port = crate::common::free_port();
     let Some(mut broker) = start_broker(port) else {
         println!("(skipped: no mosquitto; `bash scripts/setup.sh` installs it)");
         return;

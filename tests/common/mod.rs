@@ -458,6 +458,15 @@ pub fn pan_caps() -> gst::Caps {
         .build()
 }
 
+/// A loopback port free a moment ago (servers the tests start listen on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Synthetic tracked objects (`detectevents` tests): grey 320x240 frames at 10 fps.
 pub mod tracked {
     pub const SIZE: (u32, u32) = (320, 240);
@@ -503,5 +512,21 @@ pub mod tracked {
             }
         }
         buffer
+    }
+
+    /// A harness around a `detectevents` with `properties`, its messages on the returned bus.
+    pub fn events_harness(
+        properties: &[(&str, gst::glib::Value)],
+    ) -> (gst_check::Harness, gst::Bus, gst::Element) {
+        use gst::prelude::*;
+        let element = gst::ElementFactory::make("detectevents").build().unwrap();
+        for (name, value) in properties {
+            element.set_property_from_value(name, value);
+        }
+        let bus = gst::Bus::new();
+        element.set_bus(Some(&bus));
+        let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+        h.set_src_caps(tracked_caps());
+        (h, bus, element)
     }
 }
