@@ -620,3 +620,59 @@ fn a_real_clip_publishes_what_the_bus_reports() {
             .any(|o| o["detection"]["label"] == "person")
     }));
 }
+
+/// The width and height a baseline JPEG's frame header gives.
+fn jpeg_size(jpeg: &[u8]) -> (u16, u16) {
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline JPEG");
+    (
+        u16::from_be_bytes([jpeg[sof + 7], jpeg[sof + 8]]),
+        u16::from_be_bytes([jpeg[sof + 5], jpeg[sof + 6]]),
+    )
+}
+
+/// Snapshots without a broker: written to a directory that keeps only the newest, whole frames
+/// with `snapshot-crop=false`, cropped around the object by default.
+#[test]
+fn snapshots_are_written_with_bounded_retention() {
+    init();
+    for crop in [false, true] {
+        let dir = TempPath::new(&format!("snapshot-retention-{crop}"));
+        let (mut h, bus, _) = events_harness(&[
+            ("snapshot-dir", dir.display().to_string().to_value()),
+            ("snapshot-max-files", 2u32.to_value()),
+            ("snapshot-crop", crop.to_value()),
+        ]);
+        // A new person on each frame: a start event, so a snapshot, each time (the encoder is
+        // given time to take each frame).
+        let mut announced = Vec::new();
+        for k in 0..5u64 {
+            h.push(tracked_frame(k, &[(k as i32 + 1, 0.2 + 0.1 * k as f64, 0.6)]))
+                .unwrap();
+            // The start event's message comes first, then the snapshot's.
+            let snapshot = std::iter::from_fn(|| {
+                bus.timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Element])
+            })
+            .find(|m| m.structure().unwrap().name() == "detectevents-snapshot")
+            .expect("a snapshot message");
+            announced.push(snapshot.structure().unwrap().get::<String>("location").unwrap());
+        }
+        assert_eq!(announced.len(), 5);
+        let mut kept: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect();
+        kept.sort();
+        // The newest two, by their names' time.
+        assert_eq!(kept, announced[3..].to_vec());
+        let (width, height) = jpeg_size(&std::fs::read(&kept[1]).unwrap());
+        if crop {
+            // A 32x48 box with a quarter around it each side, at least 96 px.
+            assert_eq!((width, height), (96, 96));
+        } else {
+            assert_eq!((width, height), (320, 240));
+        }
+    }
+}
