@@ -223,7 +223,8 @@ impl ElementImpl for DetectEvents {
                 "Filter/Analyzer/Video",
                 "Turns tracked GstVideoRegionOfInterestMeta objects into events: zones entered and left, \
                  lines crossed in or out, live counts per zone and class, object start and end; posted \
-                 as element messages and attached as a DetectEventsMeta custom meta",
+                 as element messages, attached as a DetectEventsMeta custom meta and, with mqtt-broker \
+                 set, published over MQTT with JPEG snapshots, never holding up the video",
                 "asyncdetect developers",
             )
         });

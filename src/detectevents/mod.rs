@@ -1,7 +1,8 @@
 //! `detectevents`: turns the tracked objects on the buffers (`asyncdetect tracking=...`) into
 //! surveillance events: named zones entered and left (with the time spent inside), named lines
 //! crossed in or out, live counts per zone and class, and each object's start and end. Events go
-//! on the bus as element messages and onto the buffers as a `DetectEventsMeta` custom meta; the
+//! on the bus as element messages and onto the buffers as a `DetectEventsMeta` custom meta, and
+//! with `mqtt-broker` to an MQTT broker with JPEG snapshots (`outputs.rs`, `snapshots.rs`); the
 //! video passes unchanged.
 //!
 //! ```text
