@@ -147,12 +147,67 @@ impl fmt::Display for ModelSource {
     }
 }
 
+/// Where ONNX Runtime runs the model: its execution provider, named as GStreamer's
+/// `onnxinference` and ort name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Accelerator {
+    #[default]
+    Cpu,
+    OpenVino,
+    Cuda,
+    TensorRt,
+}
+
+impl Accelerator {
+    pub const ALL: [Accelerator; 4] = [
+        Accelerator::Cpu,
+        Accelerator::OpenVino,
+        Accelerator::Cuda,
+        Accelerator::TensorRt,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Accelerator::Cpu => "CPU",
+            Accelerator::OpenVino => "OpenVINO",
+            Accelerator::Cuda => "CUDA",
+            Accelerator::TensorRt => "TensorRT",
+        }
+    }
+
+    /// Whether the loaded ONNX Runtime was built with this execution provider.
+    fn available(self) -> bool {
+        use ort::ep::ExecutionProvider;
+        match self {
+            Accelerator::Cpu => true,
+            Accelerator::OpenVino => ort::ep::OpenVINO::is_available().unwrap_or(false),
+            Accelerator::Cuda => ort::ep::CUDA::is_available().unwrap_or(false),
+            Accelerator::TensorRt => ort::ep::TensorRT::is_available().unwrap_or(false),
+        }
+    }
+
+    /// The execution provider to register, failing the session when it cannot be.
+    fn provider(self) -> Option<ort::ep::ExecutionProviderDispatch> {
+        match self {
+            Accelerator::Cpu => None,
+            Accelerator::OpenVino => Some(ort::ep::OpenVINO::default().build().error_on_failure()),
+            Accelerator::Cuda => Some(ort::ep::CUDA::default().build().error_on_failure()),
+            Accelerator::TensorRt => Some(ort::ep::TensorRT::default().build().error_on_failure()),
+        }
+    }
+}
+
+/// The execution providers the loaded ONNX Runtime has, of those the element can use.
+pub fn available_accelerators() -> Vec<Accelerator> {
+    Accelerator::ALL.into_iter().filter(|a| a.available()).collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelOptions {
     /// Intra-op threads; 0 lets ONNX Runtime choose.
     pub threads: usize,
     /// Models naming the same instance share one session whatever else they name: the first to
-    /// load decides the model and threads. `None`: shared by model and threads.
+    /// load decides the model, threads and execution provider. `None`: shared by model and threads.
     pub instance_id: Option<String>,
     /// How many frames the shared instance may run at once (each needs its own session state);
     /// 0: see [`ModelOptions::lane_count`].
@@ -160,6 +215,8 @@ pub struct ModelOptions {
     pub input: InputOverrides,
     pub library: Option<PathBuf>,
     pub decoder: DecoderChoice,
+    /// Where the model runs (the CPU unless an execution provider is asked for).
+    pub accelerator: Accelerator,
 }
 
 impl ModelOptions {
@@ -197,6 +254,7 @@ enum SessionKey {
         source: SourceKey,
         threads: usize,
         lanes: usize,
+        accelerator: Accelerator,
     },
 }
 
@@ -793,6 +851,7 @@ impl Model {
                 },
                 threads: options.threads,
                 lanes: options.lane_count(),
+                accelerator: options.accelerator,
             },
         };
         let (owned_source, owned_options) = (source.clone(), options.clone());
@@ -963,8 +1022,21 @@ fn build_session(
             Cow::Owned(bytes)
         }
     });
+    let accelerator = options.accelerator;
+    if !accelerator.available() {
+        let library =
+            loaded_library().map_or_else(|| "ONNX Runtime".to_string(), |p| p.display().to_string());
+        let has: Vec<&str> = available_accelerators().iter().map(|a| a.name()).collect();
+        return Err(EngineError::Runtime(format!(
+            "execution-provider={}: the ONNX Runtime loaded ({library}) was not built with the {} execution \
+             provider (it has {}); point onnxruntime-library at a build that has it (README, \"Accelerators\")",
+            accelerator.name().to_lowercase(),
+            accelerator.name(),
+            has.join(", ")
+        )));
+    }
     let adaptive = options.adaptive();
-    let first = session_from(environment, options.threads, &bytes)
+    let first = session_from(environment, options.threads, accelerator, &bytes)
         .map_err(|e| EngineError::Model(format!("could not load model {source}: {e}")))?;
     let lanes = options.lane_count();
     // Further lanes are built from the same bytes, kept only when there may be some.
@@ -973,15 +1045,24 @@ fn build_session(
     let environment = environment.clone();
     let open_lane = Box::new(move || -> Result<Session, String> {
         let bytes = kept.as_ref().ok_or("one lane only")?;
-        session_from(&environment, threads, bytes)
+        session_from(&environment, threads, accelerator, bytes)
     });
     Ok(SharedSession::new(first, lanes, adaptive, open_lane))
 }
 
 /// One ONNX Runtime session of a model. Spinning worker threads would steal the CPU the video
 /// pipeline needs between inferences.
-fn session_from(environment: &Environment, threads: usize, bytes: &[u8]) -> Result<Session, String> {
+fn session_from(
+    environment: &Environment,
+    threads: usize,
+    accelerator: Accelerator,
+    bytes: &[u8],
+) -> Result<Session, String> {
     Session::builder(environment)
+        .and_then(|b| match accelerator.provider() {
+            Some(provider) => Ok(b.with_execution_providers([provider])?),
+            None => Ok(b),
+        })
         .and_then(|b| Ok(b.with_intra_threads(threads)?))
         .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
         .and_then(|b| Ok(b.with_inter_op_spinning(false)?))

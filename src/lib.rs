@@ -38,8 +38,8 @@ pub mod track;
 pub mod visual;
 
 pub use asyncdetect::{
-    AsyncDetect, AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode,
-    AsyncDetectTracking, grey_frame,
+    AsyncDetect, AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectExecutionProvider,
+    AsyncDetectInputResize, AsyncDetectMode, AsyncDetectTracking, grey_frame,
 };
 pub use detectblur::{DetectBlur, DetectBlurShape};
 pub use detectevents::{DetectEvents, DetectEventsAnchor, META_NAME as DETECT_EVENTS_META};

@@ -391,6 +391,7 @@ impl ObjectImpl for AsyncDetect {
             }
             "tracking" => self.change(|s| s.tracking = value.get().unwrap_or(DEFAULT_TRACKING)),
             "decoder" => self.change(|s| s.decoder = value.get().unwrap_or_default()),
+            "execution-provider" => self.change(|s| s.execution_provider = value.get().unwrap_or_default()),
             "track-lost-time" => {
                 self.change(|s| s.track_lost_time = value.get().unwrap_or(DEFAULT_TRACK_LOST_TIME))
             }
@@ -469,6 +470,7 @@ impl ObjectImpl for AsyncDetect {
             "inference-nice" => settings.inference_nice.to_value(),
             "tracking" => settings.tracking.to_value(),
             "decoder" => settings.decoder.to_value(),
+            "execution-provider" => settings.execution_provider.to_value(),
             "track-lost-time" => settings.track_lost_time.to_value(),
             "input-resize" => settings.input_resize.to_value(),
             "nms-iou" => settings.nms_iou.to_value(),

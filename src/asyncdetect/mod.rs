@@ -126,6 +126,22 @@ pub enum AsyncDetectDecoder {
     NanoDet,
 }
 
+/// Where ONNX Runtime runs the model (its execution provider).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAsyncDetectExecutionProvider")]
+pub enum AsyncDetectExecutionProvider {
+    #[default]
+    #[enum_value(name = "CPU", nick = "cpu")]
+    Cpu,
+    #[enum_value(name = "OpenVINO (Intel CPUs, GPUs and NPUs)", nick = "openvino")]
+    OpenVino,
+    #[enum_value(name = "CUDA (NVIDIA GPUs)", nick = "cuda")]
+    Cuda,
+    #[enum_value(name = "TensorRT (NVIDIA GPUs)", nick = "tensorrt")]
+    TensorRt,
+}
+
 /// How `asyncdetect` fits a frame into the model's input.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(u32)]
@@ -151,6 +167,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     AsyncDetectChannelOrder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectTracking::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectDecoder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    AsyncDetectExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     AsyncDetectInputResize::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),

@@ -6,7 +6,8 @@ use gst::prelude::*;
 
 use super::settings::*;
 use super::{
-    AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode, AsyncDetectTracking,
+    AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectExecutionProvider, AsyncDetectInputResize,
+    AsyncDetectMode, AsyncDetectTracking,
 };
 
 /// Every property, in the order gst-inspect lists them.
@@ -142,6 +143,18 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         )
         .mutable_ready()
         .build(),
+    glib::ParamSpecEnum::builder_with_default::<AsyncDetectExecutionProvider>(
+        "execution-provider",
+        AsyncDetectExecutionProvider::Cpu,
+    )
+    .nick("Execution provider")
+    .blurb(
+        "Where ONNX Runtime runs the model: cpu, openvino, cuda or tensorrt. The ONNX Runtime \
+         library loaded must have been built with it (the default one has the CPU only): \
+         otherwise the start fails naming what the library has.",
+    )
+    .mutable_ready()
+    .build(),
     glib::ParamSpecEnum::builder_with_default::<AsyncDetectDecoder>("decoder", AsyncDetectDecoder::Auto)
         .nick("Decoder")
         .blurb(

@@ -8,11 +8,12 @@ use std::time::Duration;
 use super::handoff::Tracking;
 use super::mailbox::WorkerConfig;
 use super::{
-    AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectInputResize, AsyncDetectMode, AsyncDetectTracking,
+    AsyncDetectChannelOrder, AsyncDetectDecoder, AsyncDetectExecutionProvider, AsyncDetectInputResize,
+    AsyncDetectMode, AsyncDetectTracking,
 };
 use crate::decode::DecoderChoice;
 use crate::detection::DetectionFilter;
-use crate::engine::{DEFAULT_LABELS, ModelOptions, ModelSource};
+use crate::engine::{Accelerator, DEFAULT_LABELS, ModelOptions, ModelSource};
 use crate::files;
 use crate::geometry::{Fit, Region};
 use crate::labels::Labels;
@@ -57,6 +58,7 @@ pub struct Settings {
     pub tracking: AsyncDetectTracking,
     pub track_lost_time: u64,
     pub decoder: AsyncDetectDecoder,
+    pub execution_provider: AsyncDetectExecutionProvider,
     pub input_resize: AsyncDetectInputResize,
     pub nms_iou: f64,
     pub roi: String,
@@ -98,6 +100,7 @@ impl Default for Settings {
             tracking: DEFAULT_TRACKING,
             track_lost_time: DEFAULT_TRACK_LOST_TIME,
             decoder: AsyncDetectDecoder::Auto,
+            execution_provider: AsyncDetectExecutionProvider::Cpu,
             input_resize: AsyncDetectInputResize::Auto,
             nms_iou: DEFAULT_NMS_IOU,
             roi: String::new(),
@@ -298,6 +301,12 @@ pub fn model_config(settings: &Settings) -> Result<WorkerConfig, ConfigError> {
                 AsyncDetectDecoder::Yolo => DecoderChoice::Yolo,
                 AsyncDetectDecoder::BlazeFace => DecoderChoice::BlazeFace,
                 AsyncDetectDecoder::NanoDet => DecoderChoice::NanoDet,
+            },
+            accelerator: match settings.execution_provider {
+                AsyncDetectExecutionProvider::Cpu => Accelerator::Cpu,
+                AsyncDetectExecutionProvider::OpenVino => Accelerator::OpenVino,
+                AsyncDetectExecutionProvider::Cuda => Accelerator::Cuda,
+                AsyncDetectExecutionProvider::TensorRt => Accelerator::TensorRt,
             },
         },
     })
