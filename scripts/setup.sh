@@ -56,5 +56,29 @@ if [ ! -e /usr/local/lib/libonnxruntime.so ] || [ "$(readlink -f /usr/local/lib/
   sudo_if_needed ldconfig
 fi
 
+# ONNX Runtime built with the OpenVINO execution provider (PyPI's onnxruntime-openvino, OpenVINO's
+# libraries inside), in a directory of its own: `asyncdetect onnxruntime-library=...
+# execution-provider=openvino` uses it; the tests and the benchmark compare it with the CPU.
+OV_ORT_VERSION=1.24.1
+OV_ORT_DIR=${OV_ORT_DIR:-/usr/local/lib/onnxruntime-openvino-$OV_ORT_VERSION}
+if [ ! -e "$OV_ORT_DIR/libonnxruntime.so.$OV_ORT_VERSION" ] || [ ! -e "$OV_ORT_DIR/ThirdPartyNotices.txt" ]; then
+  echo "setup: installing ONNX Runtime $OV_ORT_VERSION with OpenVINO into $OV_ORT_DIR"
+  download=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+    --python-version 3.11 -d "$download" "onnxruntime-openvino==$OV_ORT_VERSION"
+  python3 - "$download"/onnxruntime_openvino-*.whl "$download" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in wheel.namelist():
+        library = name.startswith("onnxruntime/capi/lib") and ".so" in name
+        if library or name in ("onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt"):
+            wheel.extract(name, sys.argv[2])
+PY
+  sudo_if_needed mkdir -p "$OV_ORT_DIR"
+  sudo_if_needed cp -a "$download"/onnxruntime/capi/lib* "$download"/onnxruntime/LICENSE \
+    "$download"/onnxruntime/ThirdPartyNotices.txt "$OV_ORT_DIR/"
+  rm -rf "$download"
+fi
+
 bash "$here/scripts/fetch-media.sh"
-echo "setup: ready (GStreamer $(pkg-config --modversion gstreamer-1.0), ONNX Runtime $ORT_VERSION)"
+echo "setup: ready (GStreamer $(pkg-config --modversion gstreamer-1.0), ONNX Runtime $ORT_VERSION, with OpenVINO $OV_ORT_VERSION)"
