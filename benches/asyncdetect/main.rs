@@ -10,7 +10,8 @@
 //! 6. to 12. pass-through throughput, live smoothness, freshness, the blocking Python recipe,
 //!    memory over ten minutes, tracking, and many cameras (see BENCHMARKS.md);
 //! 13. how long a flushing seek and a stop take while an inference is under way;
-//! 14. events of 8 live cameras published to a loopback MQTT broker, up and then gone.
+//! 14. events of 8 live cameras published to a loopback MQTT broker, up and then gone;
+//! 15. the OpenVINO execution provider against the CPU provider.
 //!
 //! Tables that compare rates (2 and 6) let their measurements take turns of a second or half a
 //! second, cycle after cycle, pausing each pipeline between its turns: this shared machine's speed
@@ -19,12 +20,13 @@
 //!
 //! ```text
 //! cargo bench --bench asyncdetect                # full run, prints markdown tables
-//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras, interrupt, events
+//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras, interrupt, events, accelerators
 //! ```
 //!
 //! `cargo test --all-targets` runs a shortened variant (a few frames each) to keep it working; it
 //! prints the same tables but its figures are not meaningful.
 
+mod accelerators;
 mod cadence;
 mod cameras;
 #[path = "../../tests/common/mod.rs"]
@@ -63,6 +65,12 @@ fn main() {
         memory::memory_child(&spec);
         return;
     }
+    if let Ok(spec) = std::env::var("ASYNCDETECT_ACCELERATORS") {
+        gst::init().expect("GStreamer");
+        gstasyncdetect::plugin_register_static().expect("plugin");
+        accelerators::accelerators_child(&spec);
+        return;
+    }
     if let Ok(spec) = std::env::var("ASYNCDETECT_CAMERAS") {
         gst::init().expect("GStreamer");
         gstasyncdetect::plugin_register_static().expect("plugin");
@@ -89,7 +97,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let tables: [(&str, Table); 13] = [
+    let tables: [(&str, Table); 14] = [
         ("streaming", streaming::table_streaming),
         ("rate", rate::table_inference_rate),
         ("preprocess", preprocess::table_preprocessing),
@@ -103,6 +111,7 @@ fn main() {
         ("cameras", cameras::table_cameras),
         ("interrupt", interrupt::table_interrupt),
         ("events", events::table_events),
+        ("accelerators", accelerators::table_accelerators),
     ];
     for (name, table) in tables {
         if chosen.is_empty() || chosen.iter().any(|c| c == name) {
