@@ -49,6 +49,8 @@ FIGURES = {
     "cameras-separate-memory": ("12", "a session per camera", "resident MiB", "{} MiB"),
     "mqtt-latency": ("14", "broker up", "publish latency p50 / p99 (ms)", "{} ms"),
     "mqtt-outage-events": ("14", "broker down", "events published", "{}"),
+    "openvino-nanodet": ("15", "NanoDet", "OpenVINO / CPU", "{}"),
+    "openvino-ssd": ("15", "SSD", "OpenVINO / CPU", "{}"),
 }
 
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
