@@ -4,33 +4,11 @@
 mod common;
 
 use common::*;
-use gst::prelude::*;
 use gstasyncdetect::engine::{Accelerator, available_accelerators};
 
-/// Runs 30 test frames through `asyncdetect execution-provider=NICK` in sync mode: the frames
-/// inferred, or the error.
+/// 30 test frames through `asyncdetect execution-provider=NICK` in sync mode.
 fn run(provider: &str) -> Result<u64, String> {
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=30 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
-         asyncdetect name=d mode=sync execution-provider={provider} ! fakesink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let message = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Error, gst::MessageType::Eos],
-        )
-        .expect("error or EOS");
-    let outcome = match message.view() {
-        gst::MessageView::Error(e) => Err(e.error().to_string()),
-        _ => Ok(pipeline.by_name("d").unwrap().property::<u64>("frames-inferred")),
-    };
-    pipeline.set_state(gst::State::Null).unwrap();
-    outcome
+    sync_run(&format!("execution-provider={provider}"))
 }
 
 #[test]

@@ -458,6 +458,32 @@ pub fn pan_caps() -> gst::Caps {
         .build()
 }
 
+/// Runs 30 test frames (320x240) through `asyncdetect mode=sync <properties>`: the frames
+/// inferred, or the first error's text.
+pub fn sync_run(properties: &str) -> Result<u64, String> {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=30 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         asyncdetect name=d mode=sync {properties} ! fakesink sync=true"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        )
+        .expect("error or EOS");
+    let outcome = match message.view() {
+        gst::MessageView::Error(e) => Err(e.error().to_string()),
+        _ => Ok(pipeline.by_name("d").unwrap().property::<u64>("frames-inferred")),
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    outcome
+}
+
 /// A loopback port free a moment ago (servers the tests start listen on it).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
