@@ -118,6 +118,30 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The event's name in messages and payloads.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Start { .. } => "start",
+            Event::End { .. } => "end",
+            Event::Enter { .. } => "enter",
+            Event::Leave { .. } => "leave",
+            Event::Cross { .. } => "cross",
+        }
+    }
+
+    /// The object it is about: id and label.
+    pub fn object(&self) -> (u32, &str) {
+        match self {
+            Event::Start { id, label, .. }
+            | Event::End { id, label, .. }
+            | Event::Enter { id, label, .. }
+            | Event::Leave { id, label, .. }
+            | Event::Cross { id, label, .. } => (*id, label),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Left,

@@ -185,7 +185,6 @@ pub struct Counters {
     pub sent: u64,
     /// Dropped because the queue was full.
     pub dropped: u64,
-    pub connected: bool,
 }
 
 /// A message on its way to the connection thread.
@@ -198,7 +197,6 @@ struct Outgoing {
 struct Shared {
     /// Lock-free: queuing never waits for the connection thread, whatever it is doing.
     queue: ArrayQueue<Outgoing>,
-    connected: AtomicBool,
     stopping: AtomicBool,
     sent: AtomicU64,
     dropped: AtomicU64,
@@ -227,7 +225,6 @@ impl Publisher {
         let queue = config.queue.max(1);
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(queue),
-            connected: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -303,7 +300,6 @@ impl MessageSender {
         Counters {
             sent: self.shared.sent.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
-            connected: self.shared.connected.load(Ordering::Acquire),
         }
     }
 }
@@ -428,7 +424,6 @@ impl Connector<'_> {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
                     retry = FIRST_RETRY;
-                    self.shared.connected.store(true, Ordering::Release);
                     // Retained state first (newest values), then the held events in order.
                     let mut resend: VecDeque<Publish> = retained
                         .iter()
@@ -451,7 +446,6 @@ impl Connector<'_> {
                 Ok(_) => {}
                 Err(error) => {
                     connected = false;
-                    self.shared.connected.store(false, Ordering::Release);
                     // What was in flight or not yet written goes first next time; retained values
                     // are sent from `retained` anyway.
                     let unsent: Vec<Publish> = self
@@ -479,7 +473,6 @@ impl Connector<'_> {
                 }
             }
         }
-        self.shared.connected.store(false, Ordering::Release);
     }
 }
 

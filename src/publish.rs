@@ -101,43 +101,23 @@ impl Topics {
 /// stream time `timestamp` and the wall-clock `time` (seconds since 1970) it was published at.
 pub fn event_json(event: &Event, camera: &str, stream_seconds: Option<f64>, unix_seconds: f64) -> Vec<u8> {
     let mut value = match event {
-        Event::Start {
-            id,
-            label,
-            confidence,
-        } => json!({
-            "type": "start", "object_id": id, "label": label, "confidence": confidence,
-        }),
+        Event::Start { confidence, .. } => json!({ "confidence": confidence }),
         Event::End {
-            id,
-            label,
             first_seen,
             last_seen,
             best_confidence,
+            ..
         } => json!({
-            "type": "end", "object_id": id, "label": label, "first_seen": first_seen,
-            "last_seen": last_seen, "best_confidence": best_confidence,
+            "first_seen": first_seen, "last_seen": last_seen, "best_confidence": best_confidence,
         }),
-        Event::Enter { zone, id, label } => json!({
-            "type": "enter", "object_id": id, "label": label, "zone": zone,
-        }),
-        Event::Leave {
-            zone,
-            id,
-            label,
-            dwell,
-        } => json!({
-            "type": "leave", "object_id": id, "label": label, "zone": zone, "dwell": dwell,
-        }),
-        Event::Cross {
-            line,
-            id,
-            label,
-            direction,
-        } => json!({
-            "type": "cross", "object_id": id, "label": label, "line": line, "direction": direction.as_str(),
-        }),
+        Event::Enter { zone, .. } => json!({ "zone": zone }),
+        Event::Leave { zone, dwell, .. } => json!({ "zone": zone, "dwell": dwell }),
+        Event::Cross { line, direction, .. } => json!({ "line": line, "direction": direction.as_str() }),
     };
+    let (id, label) = event.object();
+    value["type"] = json!(event.name());
+    value["object_id"] = json!(id);
+    value["label"] = json!(label);
     value["camera"] = json!(camera);
     value["timestamp"] = json!(stream_seconds);
     value["time"] = json!(unix_seconds);

@@ -502,56 +502,28 @@ fn nanos(seconds: f64) -> u64 {
 
 /// One event as a `detectevents` structure (bus message and meta).
 fn event_structure(event: &Event, pts: Option<gst::ClockTime>) -> gst::Structure {
-    let builder = gst::Structure::builder("detectevents");
+    let (id, label) = event.object();
+    let builder = gst::Structure::builder("detectevents")
+        .field("event", event.name())
+        .field("object-id", id)
+        .field("label", label);
     let mut structure = match event {
-        Event::Start {
-            id,
-            label,
-            confidence,
-        } => builder
-            .field("event", "start")
-            .field("object-id", *id)
-            .field("label", label.as_str())
-            .field("confidence", *confidence),
+        Event::Start { confidence, .. } => builder.field("confidence", *confidence),
         Event::End {
-            id,
-            label,
             first_seen,
             last_seen,
             best_confidence,
+            ..
         } => builder
-            .field("event", "end")
-            .field("object-id", *id)
-            .field("label", label.as_str())
             .field("first-seen", nanos(*first_seen))
             .field("last-seen", nanos(*last_seen))
             .field("best-confidence", *best_confidence),
-        Event::Enter { zone, id, label } => builder
-            .field("event", "enter")
-            .field("zone", zone.as_str())
-            .field("object-id", *id)
-            .field("label", label.as_str()),
-        Event::Leave {
-            zone,
-            id,
-            label,
-            dwell,
-        } => builder
-            .field("event", "leave")
-            .field("zone", zone.as_str())
-            .field("object-id", *id)
-            .field("label", label.as_str())
-            .field("dwell", nanos(*dwell)),
-        Event::Cross {
-            line,
-            id,
-            label,
-            direction,
-        } => builder
-            .field("event", "cross")
+        Event::Enter { zone, .. } => builder.field("zone", zone.as_str()),
+        Event::Leave { zone, dwell, .. } => {
+            builder.field("zone", zone.as_str()).field("dwell", nanos(*dwell))
+        }
+        Event::Cross { line, direction, .. } => builder
             .field("line", line.as_str())
-            .field("object-id", *id)
-            .field("label", label.as_str())
             .field("direction", direction.as_str()),
     }
     .build();

@@ -63,26 +63,6 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn event_name(event: &Event) -> &'static str {
-    match event {
-        Event::Start { .. } => "start",
-        Event::End { .. } => "end",
-        Event::Enter { .. } => "enter",
-        Event::Leave { .. } => "leave",
-        Event::Cross { .. } => "cross",
-    }
-}
-
-fn event_object(event: &Event) -> (u32, &str) {
-    match event {
-        Event::Start { id, label, .. }
-        | Event::End { id, label, .. }
-        | Event::Enter { id, label, .. }
-        | Event::Leave { id, label, .. }
-        | Event::Cross { id, label, .. } => (*id, label),
-    }
-}
-
 impl Outputs {
     /// Connects (in the background) and starts the snapshot thread. `report` is called from the
     /// outputs' threads.
@@ -145,9 +125,10 @@ impl Outputs {
     }
 
     pub fn counters(&self) -> (u64, u64) {
-        self.publisher
-            .as_ref()
-            .map_or((0, 0), |p| (p.counters().sent, p.counters().dropped))
+        self.publisher.as_ref().map_or((0, 0), |p| {
+            let counters = p.counters();
+            (counters.sent, counters.dropped)
+        })
     }
 
     /// Sends one frame's events, changed counts and (if asked) detections, and queues its
@@ -205,9 +186,9 @@ impl Outputs {
             .iter()
             .filter(|e| wants_snapshot(e))
             .filter_map(|event| {
-                let (id, label) = event_object(event);
+                let (id, label) = event.object();
                 let seen = observations.iter().find(|o| o.id == id)?;
-                Some((id, label.to_string(), event_name(event), seen.bbox))
+                Some((id, label.to_string(), event.name(), seen.bbox))
             })
             .collect();
         if objects.is_empty() {
