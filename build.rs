@@ -21,4 +21,18 @@ fn main() {
         other => format!("{other}-linux-gnu"),
     };
     println!("cargo:rustc-env=PACKAGED_ORT_DIR=/usr/lib/{tuple}/gstreamer1.0-asyncdetect");
+
+    // The KServe v2 gRPC client (remote inference), generated from the protocol's description by
+    // a protobuf compiler written in Rust: no protoc to install.
+    println!("cargo:rerun-if-changed=proto/kserve_v2.proto");
+    let descriptors = match protox::compile(["proto/kserve_v2.proto"], ["proto"]) {
+        Ok(descriptors) => descriptors,
+        Err(e) => panic!("proto/kserve_v2.proto: {e}"),
+    };
+    if let Err(e) = tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(descriptors)
+    {
+        panic!("generating the KServe v2 client: {e}");
+    }
 }

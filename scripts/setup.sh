@@ -19,7 +19,7 @@ debian_packages=(
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp
   libgstrtspserver-1.0-dev python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
-  libopencv-dev clang libclang-dev mosquitto mosquitto-clients openssl
+  libopencv-dev clang libclang-dev mosquitto mosquitto-clients openssl python3-venv
 )
 missing=()
 for package in "${debian_packages[@]}"; do
@@ -78,6 +78,17 @@ PY
   sudo_if_needed cp -a "$download"/onnxruntime/capi/lib* "$download"/onnxruntime/LICENSE \
     "$download"/onnxruntime/ThirdPartyNotices.txt "$OV_ORT_DIR/"
   rm -rf "$download"
+fi
+
+# A real Triton Inference Server for the remote-inference tests, example and benchmark:
+# nvidia-pytriton (Triton with its Python backend) serving the shipped model with ONNX Runtime.
+# Its backend links Debian's libpython, so the venv is made from Debian's Python.
+TRITON_VENV=${TRITON_VENV:-$here/target/triton-venv}
+if ! "$TRITON_VENV/bin/python" -c "import pytriton, onnxruntime" 2>/dev/null; then
+  echo "setup: installing nvidia-pytriton into $TRITON_VENV"
+  /usr/bin/python3 -m venv "$TRITON_VENV"
+  "$TRITON_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "nvidia-pytriton==0.7.0" "onnxruntime==$ORT_VERSION"
 fi
 
 bash "$here/scripts/fetch-media.sh"

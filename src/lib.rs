@@ -11,6 +11,7 @@ use gst::glib;
 
 pub mod abandonable;
 mod asyncdetect;
+pub mod backoff;
 pub mod colour;
 pub mod convert;
 pub mod decode;

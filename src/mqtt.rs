@@ -20,10 +20,9 @@ use rumqttc::{
     QoS, Request, TlsConfiguration, Transport,
 };
 
+use crate::backoff::Backoff;
 use crate::lock;
 
-const FIRST_RETRY: Duration = Duration::from_millis(250);
-const LAST_RETRY: Duration = Duration::from_secs(4);
 /// Snapshots are JPEG pictures: far above the client's default packet limit.
 const MAX_PACKET: usize = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT_S: u64 = 3;
@@ -349,7 +348,7 @@ impl Connector<'_> {
         // what was in flight when a connection died), then whatever arrives.
         let mut waiting: VecDeque<Publish> = VecDeque::new();
         let mut connected = false;
-        let mut retry = FIRST_RETRY;
+        let mut backoff = Backoff::default();
         let mut retry_at: Option<Instant> = None;
         let mut outage_reported = false;
         let mut ever_connected = false;
@@ -423,7 +422,7 @@ impl Connector<'_> {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
-                    retry = FIRST_RETRY;
+                    backoff.reset();
                     // Retained state first (newest values), then the held events in order.
                     let mut resend: VecDeque<Publish> = retained
                         .iter()
@@ -468,8 +467,7 @@ impl Connector<'_> {
                         (self.on_status)(describe(&error));
                         outage_reported = true;
                     }
-                    retry_at = Some(Instant::now() + retry);
-                    retry = (retry * 2).min(LAST_RETRY);
+                    retry_at = Some(Instant::now() + backoff.next_wait());
                 }
             }
         }

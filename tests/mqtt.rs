@@ -446,79 +446,22 @@ fn a_wrong_password_is_a_clear_error() {
 fn tls_to_a_broker_with_its_own_authority() {
     init();
     let dir = TempPath::new("mqtt-tls");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = |name: &str| dir.to_path_buf().join(name).display().to_string();
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl runs");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test authority",
-        "-keyout",
-        &file("ca.key"),
-        "-out",
-        &file("ca.pem"),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        &file("server.key"),
-        "-out",
-        &file("server.csr"),
-    ]);
-    // Mosquitto started as root reads its files as the `mosquitto` user.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(file("server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(file("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &file("server.csr"),
-        "-CA",
-        &file("ca.pem"),
-        "-CAkey",
-        &file("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &file("ext"),
-        "-out",
-        &file("server.pem"),
-    ]);
+    let authority = test_authority(&dir);
+    let file = |path: &std::path::Path| path.display().to_string();
     let broker = Broker::start(
         "mqtt-tls-broker",
         &format!(
             "cafile {}\ncertfile {}\nkeyfile {}",
-            file("ca.pem"),
-            file("server.pem"),
-            file("server.key")
+            file(&authority.ca),
+            file(&authority.certificate),
+            file(&authority.key)
         ),
     );
     let url = format!("mqtts://localhost:{}", broker.port);
     let (mut h, bus, element) = events_harness(&[
         ("lines", "gate:0.1,0.5 0.9,0.5".to_value()),
         ("mqtt-broker", url.to_value()),
-        ("mqtt-ca-file", file("ca.pem").to_value()),
+        ("mqtt-ca-file", file(&authority.ca).to_value()),
     ]);
     for k in 0..20 {
         h.push(crossing_frame(k, 0)).unwrap();

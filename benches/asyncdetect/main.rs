@@ -11,7 +11,8 @@
 //!    memory over ten minutes, tracking, and many cameras (see BENCHMARKS.md);
 //! 13. how long a flushing seek and a stop take while an inference is under way;
 //! 14. events of 8 live cameras published to a loopback MQTT broker, up and then gone;
-//! 15. the OpenVINO execution provider against the CPU provider.
+//! 15. the OpenVINO execution provider against the CPU provider;
+//! 16. many cameras with the model on a loopback Triton Inference Server, and losing the server.
 //!
 //! Tables that compare rates (2 and 6) let their measurements take turns of a second or half a
 //! second, cycle after cycle, pausing each pipeline between its turns: this shared machine's speed
@@ -20,7 +21,7 @@
 //!
 //! ```text
 //! cargo bench --bench asyncdetect                # full run, prints markdown tables
-//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras, interrupt, events, accelerators
+//! cargo bench --bench asyncdetect -- preprocess  # only some: streaming, rate, preprocess, sharing, overlay, throughput, live, recipe, memory, tracking, cameras, interrupt, events, accelerators, remote
 //! ```
 //!
 //! `cargo test --all-targets` runs a shortened variant (a few frames each) to keep it working; it
@@ -41,6 +42,7 @@ mod plain_loop;
 mod preprocess;
 mod rate;
 mod recipe;
+mod remote;
 mod report;
 mod sharing;
 mod streaming;
@@ -71,6 +73,12 @@ fn main() {
         accelerators::accelerators_child(&spec);
         return;
     }
+    if let Ok(spec) = std::env::var("ASYNCDETECT_REMOTE") {
+        gst::init().expect("GStreamer");
+        gstasyncdetect::plugin_register_static().expect("plugin");
+        remote::remote_child(&spec);
+        return;
+    }
     if let Ok(spec) = std::env::var("ASYNCDETECT_CAMERAS") {
         gst::init().expect("GStreamer");
         gstasyncdetect::plugin_register_static().expect("plugin");
@@ -97,7 +105,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let tables: [(&str, Table); 14] = [
+    let tables: [(&str, Table); 15] = [
         ("streaming", streaming::table_streaming),
         ("rate", rate::table_inference_rate),
         ("preprocess", preprocess::table_preprocessing),
@@ -112,6 +120,7 @@ fn main() {
         ("interrupt", interrupt::table_interrupt),
         ("events", events::table_events),
         ("accelerators", accelerators::table_accelerators),
+        ("remote", remote::table_remote),
     ];
     for (name, table) in tables {
         if chosen.is_empty() || chosen.iter().any(|c| c == name) {

@@ -438,6 +438,15 @@ impl ObjectImpl for AsyncDetect {
             "session-lanes" => {
                 self.change(|s| s.session_lanes = value.get().unwrap_or(DEFAULT_SESSION_LANES))
             }
+            "inference-server" => self.change(|s| s.inference_server = optional_string(value)),
+            "server-model" => self.change(|s| s.server_model = optional_string(value)),
+            "server-model-version" => self.change(|s| s.server_model_version = optional_string(value)),
+            "server-token" => self.change(|s| s.server_token = optional_string(value)),
+            "server-headers" => self.change(|s| s.server_headers = optional_string(value)),
+            "server-ca-file" => self.change(|s| s.server_ca_file = optional_string(value)),
+            "server-timeout" => {
+                self.change(|s| s.server_timeout_ms = value.get().unwrap_or(DEFAULT_SERVER_TIMEOUT_MS))
+            }
             other => gst::warning!(CAT, imp = self, "Property {other} is not writable"),
         }
     }
@@ -481,6 +490,15 @@ impl ObjectImpl for AsyncDetect {
             "motion-threshold" => settings.motion_threshold.to_value(),
             "model-instance-id" => settings.model_instance_id.to_value(),
             "session-lanes" => settings.session_lanes.to_value(),
+            "inference-server" => settings.inference_server.to_value(),
+            "server-model" => settings.server_model.to_value(),
+            "server-model-version" => settings.server_model_version.to_value(),
+            // Write-only: never read back.
+            "server-token" => None::<String>.to_value(),
+            "server-headers" => settings.server_headers.to_value(),
+            "server-ca-file" => settings.server_ca_file.to_value(),
+            "server-timeout" => settings.server_timeout_ms.to_value(),
+            "server-status" => crate::lock(&self.stats.server_status).to_value(),
             "device" => settings.device.to_value(),
             "batch-size" => settings.batch_size.to_value(),
             // Never kept: any value is refused.

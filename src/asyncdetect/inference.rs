@@ -14,6 +14,7 @@ use super::follow::DetectionBatch;
 use super::handoff::{Job, Tracking};
 use super::mailbox::{InputTarget, Prepared, Shared, WorkerConfig};
 use super::meta::{DETECTION_PREDICTION, InferenceResult, result_message};
+use super::server::ServerHealth;
 use crate::detection::{Detection, DetectionFilter};
 use crate::engine::{EngineError, Model, ModelSource};
 use crate::geometry::Placement;
@@ -44,6 +45,8 @@ pub struct Inference<'a> {
     motion_gate: MotionGate,
     /// What the gate compared against was seen through this placement and flush generation.
     gate_context: Option<(Placement, u64)>,
+    /// A served model's server: whether it answers.
+    health: Option<ServerHealth>,
 }
 
 impl<'a> Inference<'a> {
@@ -67,9 +70,26 @@ impl<'a> Inference<'a> {
                 &|| shared.is_shut_down(),
             )
         };
+        // A served model waits for its server, however long it is away.
+        let mut health = matches!(config.source, ModelSource::Server(_)).then(|| {
+            ServerHealth::connecting(shared);
+            ServerHealth::default()
+        });
         let mut loaded = load();
-        while matches!(loaded, Err(EngineError::Cancelled)) && !shared.is_shut_down() {
+        loop {
+            match (&loaded, &mut health) {
+                (Err(EngineError::Cancelled), _) if !shared.is_shut_down() => {}
+                (Err(EngineError::Unavailable(why) | EngineError::Model(why)), Some(health)) => {
+                    if !health.lost(element, shared, why) {
+                        return None;
+                    }
+                }
+                _ => break,
+            }
             loaded = load();
+        }
+        if let Some(health) = &mut health {
+            health.answered(element, shared);
         }
         let model = match loaded {
             Ok(model) => model,
@@ -98,6 +118,7 @@ impl<'a> Inference<'a> {
             epoch: Instant::now(),
             motion_gate: MotionGate::default(),
             gate_context: None,
+            health,
         };
         inference.model_ready(&config.source, load_start);
         Some(inference)
@@ -160,10 +181,16 @@ impl<'a> Inference<'a> {
             gst::info!(
                 CAT,
                 obj = element,
-                "Loaded {} in {:?} with ONNX Runtime from {}: input `{}` {:?} {:?} {}x{} {:?}, decoder {}",
+                "Loaded {} in {:?} {}: input `{}` {:?} {:?} {}x{} {:?}, decoder {}",
                 source,
                 load_start.elapsed(),
-                crate::engine::loaded_library().map_or("?".into(), |path| path.display().to_string()),
+                match source {
+                    ModelSource::Server(_) => "(served)".to_string(),
+                    _ => format!(
+                        "with ONNX Runtime from {}",
+                        crate::engine::loaded_library().map_or("?".into(), |path| path.display().to_string())
+                    ),
+                },
                 input.name,
                 input.layout,
                 input.element_type,
@@ -238,6 +265,16 @@ impl<'a> Inference<'a> {
                 self.shared.finished(job.seq);
                 return Ok(());
             }
+            // The server is away: no result for this frame, and none tried until the back-off
+            // ends.
+            Err(EngineError::Unavailable(why)) if self.health.is_some() => {
+                self.shared.job_done(None);
+                self.shared.finished(job.seq);
+                if let Some(health) = &mut self.health {
+                    health.lost(self.element, self.shared, &why);
+                }
+                return Ok(());
+            }
             Err(e) => {
                 self.shared.fail_with(
                     self.element,
@@ -248,6 +285,9 @@ impl<'a> Inference<'a> {
             }
         };
         drop(converted);
+        if let Some(health) = &mut self.health {
+            health.answered(self.element, self.shared);
+        }
         let mut detections: Vec<Detection> = detections
             .into_iter()
             .map(|mut detection| {

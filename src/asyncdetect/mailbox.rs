@@ -90,6 +90,8 @@ struct SyncOutcome {
     stopped: bool,
     /// A model has loaded.
     model_loaded: bool,
+    /// The inference server is away: frames pass without waiting for a result.
+    server_away: bool,
 }
 
 #[derive(Default)]
@@ -139,6 +141,9 @@ impl Shared {
             if outcome.finished_seq >= seq {
                 let latest = self.handoff.latest().filter(|r| r.seq == seq);
                 return WaitOutcome::Done(latest);
+            }
+            if outcome.server_away {
+                return WaitOutcome::Done(None);
             }
             outcome = self.result_ready.wait(outcome).unwrap_or_else(|e| e.into_inner());
         }
@@ -321,7 +326,12 @@ impl Shared {
     /// what lets a broken model be reported before EOS.
     pub fn wait_for_first_model(&self) {
         let mut outcome = lock(&self.outcome);
-        while !(outcome.model_loaded || outcome.failed || outcome.stopped || outcome.flushing) {
+        while !(outcome.model_loaded
+            || outcome.failed
+            || outcome.stopped
+            || outcome.flushing
+            || outcome.server_away)
+        {
             outcome = self.result_ready.wait(outcome).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -356,6 +366,42 @@ impl Shared {
         self.result_ready.notify_all();
         let prepared = lock(&self.mailbox).prepared.take();
         drop(prepared);
+    }
+
+    /// The inference server went away or came back: while it is away, sync mode's frames do not
+    /// wait for results.
+    pub fn set_server_away(&self, away: bool) {
+        lock(&self.outcome).server_away = away;
+        self.result_ready.notify_all();
+    }
+
+    /// Waits out `pause` (the back-off while an inference server is away), ending early for a
+    /// model change. The frame prepared meanwhile is stale by then: it is dropped, and the
+    /// preparer takes a newer one. False when the worker is stopping.
+    pub fn pause(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        let mut mailbox = lock(&self.mailbox);
+        loop {
+            if mailbox.shutdown || mailbox.worker_gone {
+                return false;
+            }
+            let now = Instant::now();
+            if mailbox.reload.is_some() || now >= until {
+                break;
+            }
+            mailbox = match self.frame_prepared.wait_timeout(mailbox, until - now) {
+                Ok((mailbox, _)) => mailbox,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        let stale = mailbox.prepared.take();
+        drop(mailbox);
+        if let Some(stale) = stale {
+            self.stats.skipped(1);
+            self.finished(stale.job.seq);
+            self.handoff.wake_preparer();
+        }
+        true
     }
 
     pub fn set_session_shared(&self, shared: bool) {

@@ -20,6 +20,7 @@ mod inference;
 mod mailbox;
 mod meta;
 mod properties;
+mod server;
 mod settings;
 mod stats;
 mod worker;

@@ -312,6 +312,74 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         .default_value(DEFAULT_SESSION_LANES)
         .mutable_ready()
         .build(),
+    glib::ParamSpecString::builder("inference-server")
+        .nick("Inference server")
+        .blurb(
+            "Run the model on an inference server speaking KServe v2 gRPC (Triton Inference \
+             Server, OpenVINO Model Server, KServe) instead of in this process: \
+             grpc://host:port, or grpcs://host:port for TLS (port 8001 when left out). Name \
+             the model with server-model. Frames are pre-processed here and the outputs \
+             decoded here, as for a local model; the server's metadata gives the input and \
+             outputs. A server that is down or loses the model: a warning once, the video \
+             keeps flowing, and the element retries (0.25 s, doubling to 4 s) and resumes by \
+             itself (see server-status).",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("server-model")
+        .nick("Server model")
+        .blurb("With inference-server: the model's name on the server.")
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("server-model-version")
+        .nick("Server model version")
+        .blurb("With inference-server: the model version to use (unset: the server's choice).")
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("server-token")
+        .nick("Server token")
+        .blurb(
+            "With inference-server: a token sent as `authorization: Bearer <token>` with every \
+             request (write-only, never logged).",
+        )
+        .write_only()
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("server-headers")
+        .nick("Server headers")
+        .blurb(
+            "With inference-server: more request headers (gRPC metadata) for gateways in front \
+             of the server, as name=value pairs separated by commas.",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("server-ca-file")
+        .nick("Server CA file")
+        .blurb(
+            "With a grpcs:// inference-server: PEM certificates to trust besides the system's \
+             (a private CA).",
+        )
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecUInt::builder("server-timeout")
+        .nick("Server timeout")
+        .blurb(
+            "With inference-server: how long one request may take, in milliseconds; a later \
+             answer counts as an outage.",
+        )
+        .minimum(1)
+        .maximum(600_000)
+        .default_value(DEFAULT_SERVER_TIMEOUT_MS)
+        .mutable_ready()
+        .build(),
+    glib::ParamSpecString::builder("server-status")
+        .nick("Server status")
+        .blurb(
+            "With inference-server: \"connecting\", \"ready\", or \"retrying: <why>\" while \
+             the server is away or does not serve the model (empty for a local model).",
+        )
+        .read_only()
+        .build(),
     glib::ParamSpecUInt64::builder("session-runs")
         .nick("Session runs")
         .blurb(

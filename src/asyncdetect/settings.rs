@@ -13,7 +13,10 @@ use super::{
 };
 use crate::decode::DecoderChoice;
 use crate::detection::DetectionFilter;
-use crate::engine::{Accelerator, DEFAULT_LABELS, ModelOptions, ModelSource};
+use crate::engine::remote::Secret;
+use crate::engine::{
+    Accelerator, DEFAULT_LABELS, ModelOptions, ModelSource, ServedModel, ServerOptions, ServerUrl,
+};
 use crate::files;
 use crate::geometry::{Fit, Region};
 use crate::labels::Labels;
@@ -34,6 +37,7 @@ pub const DEFAULT_MAX_FPS: f64 = 0.0;
 pub const DEFAULT_MOTION_GATING: bool = false;
 pub const DEFAULT_MOTION_THRESHOLD: f64 = 0.003;
 pub const DEFAULT_SESSION_LANES: u32 = 0;
+pub const DEFAULT_SERVER_TIMEOUT_MS: u32 = 5000;
 /// Frame times within this of the `max-fps` period count as on time (timestamps are rounded).
 const RATE_TOLERANCE: Duration = Duration::from_millis(2);
 
@@ -69,6 +73,15 @@ pub struct Settings {
     pub motion_threshold: f64,
     pub model_instance_id: Option<String>,
     pub session_lanes: u32,
+    /// Remote inference: the server's address, the model's name and version there, and how to
+    /// reach it.
+    pub inference_server: Option<String>,
+    pub server_model: Option<String>,
+    pub server_model_version: Option<String>,
+    pub server_token: Option<String>,
+    pub server_headers: Option<String>,
+    pub server_ca_file: Option<String>,
+    pub server_timeout_ms: u32,
     /// DL Streamer's `device` and `batch-size`, as accepted (see `aliases.rs`).
     pub device: String,
     pub batch_size: u32,
@@ -111,6 +124,13 @@ impl Default for Settings {
             motion_threshold: DEFAULT_MOTION_THRESHOLD,
             model_instance_id: None,
             session_lanes: DEFAULT_SESSION_LANES,
+            inference_server: None,
+            server_model: None,
+            server_model_version: None,
+            server_token: None,
+            server_headers: None,
+            server_ca_file: None,
+            server_timeout_ms: DEFAULT_SERVER_TIMEOUT_MS,
             device: "CPU".into(),
             batch_size: 1,
         }
@@ -208,6 +228,8 @@ impl Settings {
 
 fn load_labels(settings: &Settings) -> Result<Labels, ConfigError> {
     match (&settings.labels_location, &settings.model_location) {
+        // A served model's classes are named by a labels file, or by their ids.
+        (None, _) if settings.inference_server.is_some() => Ok(Labels::default()),
         (Some(path), _) => {
             let text = files::read_regular_file(path.as_ref(), "labels file", files::MAX_LABELS_BYTES)
                 .map_err(|e| ConfigError::new(ConfigKind::OpenRead, e))?;
@@ -232,9 +254,10 @@ fn load_labels(settings: &Settings) -> Result<Labels, ConfigError> {
 /// start like ONNX); the model itself is parsed on the inference thread.
 pub fn model_config(settings: &Settings) -> Result<WorkerConfig, ConfigError> {
     let labels = load_labels(settings)?;
-    let source = match &settings.model_location {
-        None => ModelSource::BuiltIn,
-        Some(path) => {
+    let source = match (&settings.inference_server, &settings.model_location) {
+        (Some(server), location) => served_model(settings, server, location.as_deref())?,
+        (None, None) => ModelSource::BuiltIn,
+        (None, Some(path)) => {
             // Cheap checks here so a typo fails the state change at once; parsing the model
             // happens on the inference thread. Nothing is opened before the file is known to
             // be a regular file (a FIFO would block), and only its first bytes are read.
@@ -279,6 +302,7 @@ pub fn model_config(settings: &Settings) -> Result<WorkerConfig, ConfigError> {
     Ok(WorkerConfig {
         labels_origin: match (&settings.labels_location, &settings.model_location) {
             (Some(path), _) => Some(format!("Labels file {path}")),
+            (None, _) if settings.inference_server.is_some() => None,
             (None, None) => Some("The built-in COCO labels file".to_string()),
             (None, Some(_)) => None,
         },
@@ -308,6 +332,67 @@ pub fn model_config(settings: &Settings) -> Result<WorkerConfig, ConfigError> {
                 AsyncDetectExecutionProvider::Cuda => Accelerator::Cuda,
                 AsyncDetectExecutionProvider::TensorRt => Accelerator::TensorRt,
             },
+            server: ServerOptions {
+                token: Secret(settings.server_token.clone().unwrap_or_default()),
+                headers: parse_headers(settings.server_headers.as_deref().unwrap_or_default()).map_err(
+                    |e| ConfigError::new(ConfigKind::Settings, format!("Invalid server-headers: {e}")),
+                )?,
+                ca_file: settings.server_ca_file.as_ref().map(PathBuf::from),
+                timeout: Duration::from_millis(settings.server_timeout_ms.max(1) as u64),
+            },
         },
     })
+    .and_then(|config| {
+        config
+            .options
+            .server
+            .validate()
+            .map_err(|e| ConfigError::new(ConfigKind::Settings, format!("Inference server settings: {e}")))?;
+        Ok(config)
+    })
+}
+
+/// `inference-server` and `server-model` as the model to run, or why they cannot be.
+fn served_model(
+    settings: &Settings,
+    server: &str,
+    location: Option<&str>,
+) -> Result<ModelSource, ConfigError> {
+    let invalid = |message: String| ConfigError::new(ConfigKind::Settings, message);
+    let server = ServerUrl::parse(server).map_err(|e| invalid(format!("Invalid inference-server: {e}")))?;
+    if let Some(location) = location {
+        return Err(invalid(format!(
+            "Both model-location ({location}) and inference-server ({server}) are set: the model runs \
+             either here or on the server"
+        )));
+    }
+    let name = settings
+        .server_model
+        .as_deref()
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| {
+            invalid(format!(
+                "inference-server is {server} but server-model names no model"
+            ))
+        })?;
+    Ok(ModelSource::Server(ServedModel {
+        server,
+        name: name.to_string(),
+        version: settings.server_model_version.clone().unwrap_or_default(),
+    }))
+}
+
+/// `server-headers`: `name=value` pairs separated by commas.
+fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("\"{pair}\" is not name=value"))?;
+            Ok((name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        })
+        .collect()
 }

@@ -25,6 +25,9 @@ pub struct Statistics {
     /// When recent inferences finished, for `inference-fps` (worker threads only).
     completions: Mutex<VecDeque<Instant>>,
     session: Mutex<SessionUsers>,
+    /// What the inference server is doing for this element (`server-status`); empty when the
+    /// model runs in this process.
+    pub server_status: Mutex<String>,
 }
 
 /// `inference-fps` counts the inferences finished over this window.
@@ -43,6 +46,11 @@ impl Statistics {
             counter.store(0, Ordering::Relaxed);
         }
         lock(&self.completions).clear();
+        lock(&self.server_status).clear();
+    }
+
+    pub fn set_server_status(&self, status: String) {
+        *lock(&self.server_status) = status;
     }
 
     pub fn skipped(&self, frames: u64) {

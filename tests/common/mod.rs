@@ -2,6 +2,8 @@
 //! and reading the ROI metas back.
 #![allow(dead_code)]
 
+pub mod triton;
+
 use std::path::PathBuf;
 use std::sync::Once;
 
@@ -491,6 +493,90 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A certificate authority made for a test with openssl, and a server certificate it signed for
+/// `localhost` and 127.0.0.1: files `ca.pem`, `server.pem` and `server.key` in `dir`.
+pub struct TestAuthority {
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn test_authority(dir: &std::path::Path) -> TestAuthority {
+    use std::process::{Command, Stdio};
+    std::fs::create_dir_all(dir).unwrap();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let (ca_key, ca, key, request, ext, certificate) = (
+        file("ca.key"),
+        file("ca.pem"),
+        file("server.key"),
+        file("server.csr"),
+        file("ext"),
+        file("server.pem"),
+    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test authority",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &request,
+    ]);
+    // Servers started as root may read their files as another user (Mosquitto does).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &request,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &certificate,
+    ]);
+    TestAuthority {
+        ca: ca.into(),
+        certificate: certificate.into(),
+        key: key.into(),
+    }
 }
 
 /// Synthetic tracked objects (`detectevents` tests): grey 320x240 frames at 10 fps.
