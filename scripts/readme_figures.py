@@ -51,6 +51,10 @@ FIGURES = {
     "mqtt-outage-events": ("14", "broker down", "events published", "{}"),
     "openvino-nanodet": ("15", "NanoDet", "OpenVINO / CPU", "{}"),
     "openvino-ssd": ("15", "SSD", "OpenVINO / CPU", "{}"),
+    "remote-fps": ("16", "first", "delivered fps per camera (min / mean)", "{}"),
+    "remote-ratio": ("16", "first", "total / plain loop", "{}"),
+    "remote-lost": ("16", "first", "frames lost (all cameras)", "{}"),
+    "remote-recovery": ("16", "first", "seconds from the server's return to the first new result", "{} s"),
 }
 
 NUMBER = re.compile(r"\d+(?:\.\d+)?")

@@ -290,6 +290,56 @@ fn tls_with_a_private_authority() {
     assert!(warned[0].contains(&triton.url()), "{warned:?}");
 }
 
+/// `examples/scale_out.toml` as a camera box runs it: two RTSP cameras through `rtsp_camera`,
+/// the model on the server; detections of the clip's riders arrive from both.
+#[test]
+fn the_scale_out_example_runs_its_cameras_against_the_server() {
+    init();
+    let _server = one_server_at_a_time();
+    let triton = Triton::start(Ports::reserve(), None);
+    let rtsp_port = free_port();
+    let mut rtsp = common::rtsp::start_server(rtsp_port);
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scale_out.toml")).unwrap();
+    let config = TempPath::new("scale_out.toml");
+    std::fs::write(
+        &config,
+        example
+            .replace("grpc://127.0.0.1:8001", &triton.url())
+            .replace("rtsp://127.0.0.1:8554", &format!("rtsp://127.0.0.1:{rtsp_port}"))
+            .replace("\"models/coco_labels.txt\"", &format!("\"{LABELS}\"")),
+    )
+    .unwrap();
+    let (mut camera, lines, reader) = common::rtsp::run_camera(&["--config".as_ref(), config.as_os_str()]);
+    // Detection lines read "[name]   1.23s  label 87% (x0,y0)-(x1,y1), ...".
+    let mut detections: std::collections::HashMap<String, String> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while detections.len() < 2 && Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if line.contains('%')
+            && let Some(name) = line.strip_prefix('[').and_then(|rest| rest.split(']').next())
+        {
+            detections.entry(name.to_string()).or_insert(line.clone());
+        }
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(camera.id() as libc::pid_t, libc::SIGINT) };
+    let status = camera.wait().unwrap();
+    reader.join().unwrap();
+    rtsp.kill().unwrap();
+    rtsp.wait().unwrap();
+    for name in ["gate", "yard"] {
+        let line = detections.get(name).map(String::as_str).unwrap_or("(none)");
+        assert!(
+            line.contains("person") || line.contains("bicycle"),
+            "{name}: {line}"
+        );
+    }
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn bad_addresses_and_settings_fail_the_start_naming_the_problem() {
     init();

@@ -168,27 +168,16 @@ pub fn cameras_child(spec: &str) {
 }
 
 pub fn run_cameras_child(properties: &str, seconds: f64, urls: &[String]) -> Option<CamerasRun> {
-    let output = std::process::Command::new(std::env::current_exe().ok()?)
-        .env(
-            "ASYNCDETECT_CAMERAS",
-            format!("{properties};{seconds};{}", urls.join(",")),
-        )
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find(|l| l.starts_with("CAMERAS "))?;
+    let fields = child_report(
+        "ASYNCDETECT_CAMERAS",
+        &format!("{properties};{seconds};{}", urls.join(",")),
+        "CAMERAS ",
+    )?;
     let mut run = CamerasRun::default();
-    for field in line.split_whitespace().skip(1) {
-        let (key, value) = field.split_once('=')?;
-        let numbers = || {
-            value
-                .split(',')
-                .filter_map(|v| v.parse::<f64>().ok())
-                .collect::<Vec<_>>()
-        };
-        match key {
-            "delivered" => run.delivered_fps = numbers(),
-            "inferred" => run.inference_fps = numbers(),
+    for (key, value) in fields {
+        match key.as_str() {
+            "delivered" => run.delivered_fps = numbers(&value),
+            "inferred" => run.inference_fps = numbers(&value),
             "cpu" => run.cpu_percent = value.parse().ok()?,
             "rss" => run.resident_mib = value.parse().ok()?,
             "users" => run.session_users = value.parse().ok()?,

@@ -9,6 +9,30 @@ pub fn goal(name: String, met: bool) {
     GOALS.lock().unwrap().push((name, met));
 }
 
+/// Runs this benchmark again as a child process with `variable=spec` in its environment and
+/// returns the `key=value` fields of the line it printed starting with `tag` (children measure
+/// in a process of their own, so one table's threads and memory do not skew another's).
+pub fn child_report(variable: &str, spec: &str, tag: &str) -> Option<Vec<(String, String)>> {
+    let output = std::process::Command::new(std::env::current_exe().ok()?)
+        .env(variable, spec)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.starts_with(tag))?;
+    line.split_whitespace()
+        .skip(1)
+        .map(|field| {
+            let (key, value) = field.split_once('=')?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// A field's comma-separated numbers.
+pub fn numbers(value: &str) -> Vec<f64> {
+    value.split(',').filter_map(|v| v.parse::<f64>().ok()).collect()
+}
+
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

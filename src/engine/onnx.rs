@@ -10,7 +10,9 @@ use ort::environment::Environment;
 use ort::session::{RunOptions, Session, SessionOutputs};
 use ort::value::{PrimitiveTensorElementType, TensorElementType, TensorRef, ValueType};
 
-use super::queue::{Frames, LaneError, Lanes, MAX_BATCH, SharedSession, StopSwitch, split_outputs};
+use super::queue::{
+    Frames, LaneError, Lanes, MAX_BATCH, SharedSession, StopSwitch, split_outputs, switch_of,
+};
 use super::runtime::{Accelerator, available_accelerators, loaded_library};
 use super::{DEFAULT_MODEL, EngineError, InputInfo, InputKind, ModelOptions, ModelSource, Signature};
 use crate::decode::OutputInfo;
@@ -62,9 +64,7 @@ impl Lanes for SessionLanes {
         frames: Frames<'_>,
         stop: &Arc<dyn StopSwitch>,
     ) -> Result<Vec<Vec<ArrayD<f32>>>, LaneError> {
-        let options = (stop.as_ref() as &dyn std::any::Any)
-            .downcast_ref::<RunOptions>()
-            .ok_or("a run switch of another kind")?;
+        let options = switch_of::<RunOptions>(stop)?;
         let session = self
             .lanes
             .get(lane)

@@ -132,6 +132,13 @@ pub(super) trait StopSwitch: Any + Send + Sync {
     fn stop(&self);
 }
 
+/// The switch a lane made in [`Lanes::new_run`], as the lane's own type.
+pub(super) fn switch_of<T: StopSwitch>(stop: &Arc<dyn StopSwitch>) -> Result<&T, LaneError> {
+    (stop.as_ref() as &dyn Any)
+        .downcast_ref::<T>()
+        .ok_or_else(|| LaneError::Failed("a run switch of another kind".into()))
+}
+
 /// One batch's input: every frame's tensor, all of one element type.
 pub(super) enum Frames<'a> {
     U8(Vec<&'a [u8]>),

@@ -2,6 +2,7 @@
 //! and reading the ROI metas back.
 #![allow(dead_code)]
 
+pub mod rtsp;
 pub mod triton;
 
 use std::path::PathBuf;

@@ -17,6 +17,10 @@ pub struct Triton {
     child: Option<Child>,
     pub ports: Ports,
     tls: Option<(PathBuf, PathBuf)>,
+    /// The niceness the server (re)starts with: on a machine it shares with the cameras, its
+    /// start-up (a dozen Python processes importing their libraries) would otherwise starve them,
+    /// which a server on its own machine does not.
+    pub nice: i32,
 }
 
 /// A server's ports: gRPC, HTTP and metrics, consecutive.
@@ -79,6 +83,7 @@ impl Triton {
             child: None,
             ports,
             tls,
+            nice: 0,
         };
         triton.restart();
         triton
@@ -88,8 +93,10 @@ impl Triton {
     pub fn restart(&mut self) {
         self.kill();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/triton_server.py");
-        let mut command = Command::new(python());
+        let mut command = Command::new("nice");
         command
+            .args(["-n", &self.nice.to_string()])
+            .arg(python())
             .arg(script)
             .args(["--grpc-port", &self.ports.grpc.to_string()])
             .args(["--http-port", &self.ports.http.to_string()])

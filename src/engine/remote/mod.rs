@@ -22,7 +22,7 @@ use proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::{ModelInferRequest, ModelMetadataRequest};
 use tensors::Layout;
 
-use super::queue::{Frames, LaneError, Lanes, SharedSession, StopSwitch};
+use super::queue::{Frames, LaneError, Lanes, SharedSession, StopSwitch, switch_of};
 use super::{EngineError, ModelOptions};
 use crate::lock;
 
@@ -313,9 +313,7 @@ impl Lanes for RequestLanes {
         frames: Frames<'_>,
         stop: &Arc<dyn StopSwitch>,
     ) -> Result<Vec<Vec<ArrayD<f32>>>, LaneError> {
-        let abandon = (stop.as_ref() as &dyn std::any::Any)
-            .downcast_ref::<AbandonRequest>()
-            .ok_or("a run switch of another kind")?;
+        let abandon = switch_of::<AbandonRequest>(stop)?;
         let (input, contents) = tensors::input_tensor(&self.layout, shape, &frames);
         drop(frames);
         let request = prepare(
