@@ -42,6 +42,25 @@ pub fn cameras_clip(width: u32, height: u32, seconds_each: u32) -> std::path::Pa
     clip
 }
 
+/// The RTSP test server on a free loopback port, serving `clip` at `/camera` (looped) and at
+/// `/camera0` ... (once each) for `cameras` clients; returns it, listening, and the port.
+pub fn start_rtsp_server(clip: &std::path::Path, cameras: usize) -> (std::process::Child, u16) {
+    let port = crate::common::free_port();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .arg(root.join("tests/rtsp_server.py"))
+        .arg(port.to_string())
+        .arg(clip)
+        .arg(cameras.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the RTSP server (python3-gi, scripts/setup.sh)");
+    let mut ready = String::new();
+    use std::io::BufRead;
+    let _ = std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut ready);
+    (server, port)
+}
+
 /// What one run of the many-cameras child process measured.
 #[derive(Debug, Default)]
 pub struct CamerasRun {
@@ -196,22 +215,7 @@ pub fn table_cameras(config: &Config) {
         (2, 320, 180, 2, 1.0)
     };
     let clip = cameras_clip(width, height, seconds_each);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut server = std::process::Command::new("/usr/bin/python3")
-        .arg(root.join("tests/rtsp_server.py"))
-        .arg(port.to_string())
-        .arg(&clip)
-        .arg(cameras.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the RTSP server (python3-gi, scripts/setup.sh)");
-    let mut ready = String::new();
-    use std::io::BufRead;
-    let _ = std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut ready);
+    let (mut server, port) = start_rtsp_server(&clip, cameras);
     let urls: Vec<String> = (0..cameras)
         .map(|i| format!("rtsp://127.0.0.1:{port}/camera{i}"))
         .collect();

@@ -10,7 +10,7 @@ use gst::prelude::*;
 use gstasyncdetect::engine::{Model, ModelOptions, ModelSource, RunCanceller, ServedModel, ServerUrl};
 
 use crate::Config;
-use crate::cameras::{cameras_clip, cpu_seconds};
+use crate::cameras::{cameras_clip, cpu_seconds, start_rtsp_server};
 use crate::common::triton::{Ports, Triton};
 use crate::pipelines::*;
 use crate::plain_loop::test_card_tensor;
@@ -293,19 +293,7 @@ pub fn table_remote(config: &Config) {
          loopback Triton Inference Server ({seconds} s measured; then the server killed, gone {outage} s, restarted)\n"
     );
     let clip = cameras_clip(width, height, seconds_each);
-    let port = crate::common::free_port();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut server = std::process::Command::new("/usr/bin/python3")
-        .arg(root.join("tests/rtsp_server.py"))
-        .arg(port.to_string())
-        .arg(&clip)
-        .arg(cameras.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the RTSP server (python3-gi, scripts/setup.sh)");
-    let mut ready = String::new();
-    use std::io::BufRead;
-    let _ = std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut ready);
+    let (mut server, port) = start_rtsp_server(&clip, cameras);
     // `/camera` loops the clip (each client gets its own stream): the run outlasts it.
     let urls: Vec<String> = (0..cameras)
         .map(|_| format!("rtsp://127.0.0.1:{port}/camera"))
