@@ -364,3 +364,74 @@ impl Lanes for RequestLanes {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> ServerUrl {
+        ServerUrl::parse("grpc://127.0.0.1:8001").unwrap()
+    }
+
+    #[test]
+    fn requests_carry_the_token_the_headers_and_the_deadline() {
+        let options = ServerOptions {
+            token: Secret("s3cret".into()),
+            headers: vec![("x-api-key".into(), "abc".into())],
+            timeout: Duration::from_millis(1500),
+            ..Default::default()
+        };
+        let request = prepare((), &options);
+        let metadata = request.metadata();
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer s3cret");
+        assert_eq!(metadata.get("x-api-key").unwrap(), "abc");
+        assert_eq!(metadata.get("grpc-timeout").unwrap(), "1500000u");
+        // No token, no header; the default deadline.
+        let plain = prepare((), &ServerOptions::default());
+        assert!(plain.metadata().get("authorization").is_none());
+        assert_eq!(plain.metadata().get("grpc-timeout").unwrap(), "5000000u");
+        // The token never reaches a log line.
+        assert!(!format!("{options:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn settings_a_request_cannot_carry_are_refused_before_any_connection() {
+        let bad_name = ServerOptions {
+            headers: vec![("bad header".into(), "x".into())],
+            ..Default::default()
+        };
+        assert!(bad_name.validate().unwrap_err().contains("bad header"));
+        let bad_token = ServerOptions {
+            token: Secret("line\nbreak".into()),
+            ..Default::default()
+        };
+        assert!(bad_token.validate().unwrap_err().contains("token"));
+        let missing_ca = ServerOptions {
+            ca_file: Some("/no/such/ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(missing_ca.validate().unwrap_err().contains("/no/such/ca.pem"));
+        assert!(ServerOptions::default().validate().is_ok());
+    }
+
+    #[test]
+    fn failures_are_named_as_users_read_them() {
+        use tonic::{Code, Status};
+        for (code, expected) in [
+            (Code::Unavailable, "is unreachable"),
+            (Code::DeadlineExceeded, "did not answer in time"),
+            (Code::Cancelled, "did not answer in time"),
+            (Code::NotFound, "does not serve the model"),
+            (Code::Unauthenticated, "refused the credentials"),
+            (Code::Unimplemented, "does not speak KServe v2 gRPC"),
+            (Code::Internal, "failed the request"),
+        ] {
+            let text = describe_status(&server(), &Status::new(code, "the detail"));
+            assert!(
+                text.starts_with("inference server grpc://127.0.0.1:8001 ") && text.contains(expected),
+                "{code:?}: {text}"
+            );
+            assert!(text.ends_with("the detail"), "{text}");
+        }
+    }
+}
