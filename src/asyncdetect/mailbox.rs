@@ -395,6 +395,9 @@ impl Shared {
             };
         }
         let stale = mailbox.prepared.take();
+        // As when the inference thread takes a frame: with none in hand, the streaming thread
+        // offers the next (left set, it would wait for a frame nobody prepares).
+        self.handoff.timing.set_frame_in_hand(mailbox.preparing);
         drop(mailbox);
         if let Some(stale) = stale {
             self.stats.skipped(1);
