@@ -498,7 +498,7 @@ impl ObjectImpl for AsyncDetect {
             "server-headers" => settings.server_headers.to_value(),
             "server-ca-file" => settings.server_ca_file.to_value(),
             "server-timeout" => settings.server_timeout_ms.to_value(),
-            "server-status" => crate::lock(&self.stats.server_status).to_value(),
+            "server-status" => self.stats.server_status().to_value(),
             "device" => settings.device.to_value(),
             "batch-size" => settings.batch_size.to_value(),
             // Never kept: any value is refused.

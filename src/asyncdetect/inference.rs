@@ -71,10 +71,8 @@ impl<'a> Inference<'a> {
             )
         };
         // A served model waits for its server, however long it is away.
-        let mut health = matches!(config.source, ModelSource::Server(_)).then(|| {
-            ServerHealth::connecting(shared);
-            ServerHealth::default()
-        });
+        let mut health =
+            matches!(config.source, ModelSource::Server(_)).then(|| ServerHealth::connecting(shared));
         let mut loaded = load();
         loop {
             match (&loaded, &mut health) {

@@ -11,23 +11,30 @@ use super::CAT;
 use super::mailbox::Shared;
 use crate::backoff::Backoff;
 
-#[derive(Default)]
 pub struct ServerHealth {
     backoff: Backoff,
     /// Since when the server has been away.
     away_since: Option<Instant>,
+    /// `ready` has been reported since the last change.
+    ready: bool,
 }
 
 impl ServerHealth {
-    /// A served model: `server-status` says it is being reached.
-    pub fn connecting(shared: &Shared) {
+    /// A served model's server, being reached: `server-status` says so.
+    pub fn connecting(shared: &Shared) -> ServerHealth {
         shared.stats.set_server_status("connecting".into());
+        ServerHealth {
+            backoff: Backoff::default(),
+            away_since: None,
+            ready: false,
+        }
     }
 
     /// The server could not be used (`why` names it and the problem). Returns false when the
     /// element stopped during the back-off that follows.
     pub fn lost(&mut self, element: &glib::WeakRef<gst::Element>, shared: &Shared, why: &str) -> bool {
         shared.stats.set_server_status(format!("retrying: {why}"));
+        self.ready = false;
         if self.away_since.is_none() {
             self.away_since = Some(Instant::now());
             shared.set_server_away(true);
@@ -49,10 +56,11 @@ impl ServerHealth {
     /// The server answered.
     pub fn answered(&mut self, element: &glib::WeakRef<gst::Element>, shared: &Shared) {
         self.backoff.reset();
-        let away_for = self.away_since.take().map(|since| since.elapsed());
-        if away_for.is_none() && *crate::lock(&shared.stats.server_status) == "ready" {
+        if self.ready {
             return;
         }
+        self.ready = true;
+        let away_for = self.away_since.take().map(|since| since.elapsed());
         shared.stats.set_server_status("ready".into());
         shared.set_server_away(false);
         if let Some(element) = element.upgrade() {

@@ -299,6 +299,16 @@ pub fn model_config(settings: &Settings) -> Result<WorkerConfig, ConfigError> {
         mean: parse("input-mean", &settings.input_mean)?,
         std: parse("input-std", &settings.input_std)?,
     };
+    let server = ServerOptions {
+        token: Secret(settings.server_token.clone().unwrap_or_default()),
+        headers: parse_headers(settings.server_headers.as_deref().unwrap_or_default())
+            .map_err(|e| ConfigError::new(ConfigKind::Settings, format!("Invalid server-headers: {e}")))?,
+        ca_file: settings.server_ca_file.as_ref().map(PathBuf::from),
+        timeout: Duration::from_millis(settings.server_timeout_ms.max(1) as u64),
+    };
+    server
+        .validate()
+        .map_err(|e| ConfigError::new(ConfigKind::Settings, format!("Inference server settings: {e}")))?;
     Ok(WorkerConfig {
         labels_origin: match (&settings.labels_location, &settings.model_location) {
             (Some(path), _) => Some(format!("Labels file {path}")),
@@ -332,23 +342,8 @@ pub fn model_config(settings: &Settings) -> Result<WorkerConfig, ConfigError> {
                 AsyncDetectExecutionProvider::Cuda => Accelerator::Cuda,
                 AsyncDetectExecutionProvider::TensorRt => Accelerator::TensorRt,
             },
-            server: ServerOptions {
-                token: Secret(settings.server_token.clone().unwrap_or_default()),
-                headers: parse_headers(settings.server_headers.as_deref().unwrap_or_default()).map_err(
-                    |e| ConfigError::new(ConfigKind::Settings, format!("Invalid server-headers: {e}")),
-                )?,
-                ca_file: settings.server_ca_file.as_ref().map(PathBuf::from),
-                timeout: Duration::from_millis(settings.server_timeout_ms.max(1) as u64),
-            },
+            server,
         },
-    })
-    .and_then(|config| {
-        config
-            .options
-            .server
-            .validate()
-            .map_err(|e| ConfigError::new(ConfigKind::Settings, format!("Inference server settings: {e}")))?;
-        Ok(config)
     })
 }
 

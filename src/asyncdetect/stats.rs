@@ -27,7 +27,7 @@ pub struct Statistics {
     session: Mutex<SessionUsers>,
     /// What the inference server is doing for this element (`server-status`); empty when the
     /// model runs in this process.
-    pub server_status: Mutex<String>,
+    server_status: Mutex<String>,
 }
 
 /// `inference-fps` counts the inferences finished over this window.
@@ -51,6 +51,10 @@ impl Statistics {
 
     pub fn set_server_status(&self, status: String) {
         *lock(&self.server_status) = status;
+    }
+
+    pub fn server_status(&self) -> String {
+        lock(&self.server_status).clone()
     }
 
     pub fn skipped(&self, frames: u64) {

@@ -292,9 +292,7 @@ impl Model {
         };
         let shared = match source {
             // Reaching a server is interruptible by itself, and needs no ONNX Runtime.
-            ModelSource::Server(model) => {
-                shared_session(key, || remote::connect(model, &options.server, options, abandon))?
-            }
+            ModelSource::Server(model) => shared_session(key, || remote::connect(model, options, abandon))?,
             _ => {
                 let environment = environment(options.library.as_deref())?;
                 let (owned_source, owned_options) = (source.clone(), options.clone());

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, CowArray};
 use once_cell::sync::Lazy;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -22,7 +22,7 @@ use proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::{ModelInferRequest, ModelMetadataRequest};
 use tensors::Layout;
 
-use super::queue::{Frames, LaneError, Lanes, SharedSession, StopSwitch, switch_of};
+use super::queue::{Frames, LaneError, Lanes, SharedSession, StopSwitch, split_outputs, switch_of};
 use super::{EngineError, ModelOptions};
 use crate::lock;
 
@@ -232,11 +232,11 @@ fn block_on_abandonable<T>(
 /// A server that cannot be reached, or does not serve the model, is [`EngineError::Unavailable`].
 pub(super) fn connect(
     model: &ServedModel,
-    server_options: &ServerOptions,
     options: &ModelOptions,
     abandon: &dyn Fn() -> bool,
 ) -> Result<SharedSession, EngineError> {
     let server = &model.server;
+    let server_options = &options.server;
     let channel = channel(server, server_options)?;
     let mut client = GrpcInferenceServiceClient::new(channel.clone());
     let request = prepare(
@@ -315,7 +315,6 @@ impl Lanes for RequestLanes {
     ) -> Result<Vec<Vec<ArrayD<f32>>>, LaneError> {
         let abandon = switch_of::<AbandonRequest>(stop)?;
         let (input, contents) = tensors::input_tensor(&self.layout, shape, &frames);
-        drop(frames);
         let request = prepare(
             ModelInferRequest {
                 model_name: self.model.name.clone(),
@@ -351,17 +350,10 @@ impl Lanes for RequestLanes {
         let frames_sent = shape[0];
         let outputs = tensors::read_outputs(&self.layout, &response, frames_sent)
             .map_err(|e| LaneError::Unavailable(format!("model {}: {e}", self.model)))?;
-        if frames_sent == 1 {
-            return Ok(vec![outputs]);
-        }
-        Ok((0..frames_sent)
-            .map(|index| {
-                outputs
-                    .iter()
-                    .map(|array| array.index_axis(Axis(0), index).insert_axis(Axis(0)).to_owned())
-                    .collect()
-            })
-            .collect())
+        Ok(split_outputs(
+            outputs.into_iter().map(CowArray::from).collect(),
+            frames_sent,
+        )?)
     }
 }
 
