@@ -159,20 +159,11 @@ fn malformed_zones_are_explained() {
 fn people_crossing_on_a_real_clip() {
     init();
     let clip = demo_clip();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = playing_with_appsink(&format!(
         "filesrc location={} ! decodebin ! videoconvert ! asyncdetect mode=sync tracking=iou ! \
          detectevents lines=\"middle:0.5,0.0 0.5,1.0\" ! appsink name=sink sync=false",
         clip.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    ));
     let mut last = None;
     while let Ok(sample) = sink.pull_sample() {
         last = sample.buffer_owned();

@@ -5,7 +5,8 @@ Models: `ssd` (the built-in SSD MobileNet v2, answering KServe v2 with the TF Ob
 output names), `ssd_slow` (the same, a second late: for request deadlines) and `unusable` (outputs
 no decoder reads). Run with the venv `scripts/setup-triton.sh` makes:
     target/triton-venv/bin/python tests/triton_server.py --grpc-port 18001 --http-port 18000
-It prints `ready` once every model answers, then serves until killed.
+It prints `ready` (and writes `--ready-file`, if given) once every model answers, then serves until
+killed.
 """
 
 import argparse
@@ -29,6 +30,7 @@ def main():
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--tls-cert", help="serve gRPC over TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="and this key")
+    parser.add_argument("--ready-file", help="a file to write once every model answers")
     args = parser.parse_args()
 
     options = onnxruntime.SessionOptions()
@@ -92,6 +94,11 @@ def main():
         )
         triton.run()
         print("ready", flush=True)
+        if args.ready_file:
+            # Written whole under another name, then renamed: whoever sees it sees it complete.
+            partial = args.ready_file + ".partial"
+            pathlib.Path(partial).write_text("ready\n")
+            pathlib.Path(partial).rename(args.ready_file)
         while True:
             time.sleep(3600)
 

@@ -170,8 +170,9 @@ pub const ALL_FORMATS: [&str; 19] = [
     "ABGR", "RGBx", "BGRx", "xRGB", "xBGR", "GRAY8",
 ];
 
-/// Parses `description` (which must end in `appsink name=sink`), starts it and returns both.
-pub fn playing_with_appsink(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+/// Parses `description` (which must end in `appsink name=sink`) and returns it and its sink, not
+/// started.
+pub fn with_appsink(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
     let pipeline = gst::parse::launch(description)
         .expect("pipeline parses")
         .downcast::<gst::Pipeline>()
@@ -181,6 +182,12 @@ pub fn playing_with_appsink(description: &str) -> (gst::Pipeline, gst_app::AppSi
         .expect("appsink named sink")
         .downcast::<gst_app::AppSink>()
         .expect("an appsink");
+    (pipeline, sink)
+}
+
+/// Parses `description` (which must end in `appsink name=sink`), starts it and returns both.
+pub fn playing_with_appsink(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let (pipeline, sink) = with_appsink(description);
     pipeline.set_state(gst::State::Playing).expect("pipeline plays");
     (pipeline, sink)
 }

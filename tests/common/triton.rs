@@ -2,12 +2,10 @@
 //! venv `scripts/setup.sh` makes), for the remote-inference tests and benchmark. Shared by both
 //! (the benchmark includes this file by path), so it uses nothing but std and libc.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a cold start may take on a slow machine (it is about 20 s here).
@@ -104,34 +102,26 @@ impl Triton {
         if let Some((cert, key)) = &self.tls {
             command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
-        // Its own process group: Triton and its Python backend processes go with it. Its log
-        // goes to a file, read when it fails to start.
-        let log =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/triton-{}.log", self.ports.grpc));
+        // Its own process group: Triton and its Python backend processes go with it. Its log (and
+        // Triton's, which shares its output) goes to a file, read when it fails to start.
+        // Readiness comes as a file the script writes: a line on the shared output can be cut in
+        // two by one of Triton's.
+        let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+        let log = target.join(format!("triton-{}.log", self.ports.grpc));
+        let ready_file = target.join(format!("triton-{}.ready", self.ports.grpc));
+        let _ = std::fs::remove_file(&ready_file);
         let log_file = std::fs::File::create(&log).expect("the Triton log file");
         command
+            .arg("--ready-file")
+            .arg(&ready_file)
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(log_file.try_clone().expect("the Triton log file"))
             .stderr(log_file);
         let mut child = command.spawn().expect("the Triton script starts");
-        let stdout = child.stdout.take().expect("its output");
-        let (ready, said_ready) = mpsc::channel();
-        let mut log_copy = std::fs::OpenOptions::new().append(true).open(&log).ok();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(file) = &mut log_copy {
-                    let _ = writeln!(file, "{line}");
-                }
-                if line.trim() == "ready" {
-                    let _ = ready.send(());
-                }
-            }
-        });
         let started = Instant::now();
         let outcome = loop {
-            if said_ready.recv_timeout(Duration::from_millis(100)).is_ok() {
+            if ready_file.exists() {
                 break Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -140,6 +130,7 @@ impl Triton {
             if started.elapsed() > START_LIMIT {
                 break Err(format!("Triton did not get ready within {START_LIMIT:?}"));
             }
+            std::thread::sleep(Duration::from_millis(50));
         };
         self.child = Some(child);
         if let Err(why) = outcome {
